@@ -20,12 +20,6 @@ from animate_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, 
 
 # name -> "module:attribute"; modules are under animate_cli.cli
 SUBCOMMANDS = {
-    "run": "run:run",
-    "keypoints": "keypoints:keypoints",
-    "checkpoints": "checkpoints:checkpoints",
-    "data": "data:data",
-    "train": "train:train",
-    "evaluate": "evaluate:evaluate",
 }
 
 EXIT_CODES_HELP = """\b
