@@ -1,0 +1,1 @@
+"""The published FOMM networks: keypoint detector, dense motion network, generator, discriminator."""

@@ -1,0 +1,84 @@
+"""Occlusion-aware generator: encode the source, warp its features by the dense flow, mask occlusions, decode."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from animate_cli.config import CommonParams, GeneratorParams
+from animate_cli.motion import resize_flow, warp
+from animate_cli.networks.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from animate_cli.networks.dense_motion import DenseMotionNetwork
+from animate_cli.structures import GeneratorOutput, Keypoints, SourceEncoding
+
+
+class OcclusionAwareGenerator(nn.Module):
+    """Published ``OcclusionAwareGenerator``: same layers, same state-dict keys.
+
+    Split in two so the source-only half (``encode_source``) runs once per source, not once per frame.
+    """
+
+    def __init__(self, common: CommonParams, params: GeneratorParams, align_corners: bool):
+        super().__init__()
+        expansion, max_features, num_down = params.block_expansion, params.max_features, params.num_down_blocks
+
+        def width(level: int) -> int:
+            return min(max_features, expansion * (2**level))
+
+        self.align_corners = align_corners
+        self.dense_motion_network = DenseMotionNetwork(
+            common, params.dense_motion_params, params.estimate_occlusion_map, align_corners
+        )
+        self.first = SameBlock2d(common.num_channels, expansion, kernel_size=7, padding=3)
+        self.down_blocks = nn.ModuleList(DownBlock2d(width(i), width(i + 1)) for i in range(num_down))
+        self.up_blocks = nn.ModuleList(UpBlock2d(width(num_down - i), width(num_down - i - 1)) for i in range(num_down))
+        self.bottleneck = nn.Sequential()
+        for i in range(params.num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(width(num_down)))
+        self.final = nn.Conv2d(expansion, common.num_channels, kernel_size=(7, 7), padding=(3, 3))
+
+    def set_align_corners(self, align_corners: bool) -> None:
+        self.align_corners = align_corners
+        self.dense_motion_network.align_corners = align_corners
+
+    def encode_source(self, source: torch.Tensor) -> SourceEncoding:
+        """source: (B, C, H, W) in [0, 1] -> its encoder features and its dense-motion-resolution image."""
+        features = self.first(source)
+        for block in self.down_blocks:
+            features = block(features)
+        return SourceEncoding(image=source, features=features, motion_image=self.dense_motion_network.downsample(source))
+
+    def animate(
+        self,
+        encoding: SourceEncoding,
+        kp_source: Keypoints,
+        kp_driving: Keypoints,
+        with_deformed: bool = False,
+        keep_sparse_deformed: bool = False,
+    ) -> GeneratorOutput:
+        """Render the source (batch 1 or B) with the pose ``kp_driving`` (B frames).
+
+        ``with_deformed`` also returns the full-resolution source warped by the dense flow (visualisation).
+        """
+        motion = self.dense_motion_network(encoding.motion_image, kp_source, kp_driving, keep_sparse_deformed)
+        features = encoding.features
+        height, width = features.shape[2:]
+        out = warp(features, resize_flow(motion.deformation, height, width), self.align_corners)
+        if motion.occlusion_map is not None:
+            occlusion = motion.occlusion_map
+            if occlusion.shape[2:] != out.shape[2:]:
+                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
+            out = out * occlusion
+        out = self.bottleneck(out)
+        for block in self.up_blocks:
+            out = block(out)
+        prediction = torch.sigmoid(self.final(out))
+        deformed = None
+        if with_deformed:
+            image = encoding.image
+            deformed = warp(image, resize_flow(motion.deformation, *image.shape[2:]), self.align_corners)
+        return GeneratorOutput(prediction=prediction, motion=motion, deformed=deformed)
+
+    def forward(self, source: torch.Tensor, kp_source: Keypoints, kp_driving: Keypoints, **kwargs) -> GeneratorOutput:
+        return self.animate(self.encode_source(source), kp_source, kp_driving, **kwargs)
