@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,19 +103,19 @@ def build_model(config: Config, align_corners: bool = True, with_discriminator: 
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def _check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], what: str) -> None:
-    """One clear error for the first missing key, unexpected key or shape mismatch."""
+def _check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], what: str, prefix: str) -> None:
+    """One clear error for the first missing key, unexpected key or shape mismatch (keys named in full)."""
     for key, tensor in expected.items():
         if key not in found:
-            raise CheckpointError(f"{what}: missing key '{key}'")
+            raise CheckpointError(f"{what}: missing key '{prefix}{key}'")
         if tuple(found[key].shape) != tuple(tensor.shape):
             raise CheckpointError(
-                f"{what}: shape mismatch for '{key}': checkpoint has {list(found[key].shape)}, "
+                f"{what}: shape mismatch for '{prefix}{key}': checkpoint has {list(found[key].shape)}, "
                 f"the config needs {list(tensor.shape)}"
             )
     for key in found:
         if key not in expected:
-            raise CheckpointError(f"{what}: unexpected key '{key}'")
+            raise CheckpointError(f"{what}: unexpected key '{prefix}{key}'")
 
 
 def load_state(model: AnimationModel, state: dict[str, torch.Tensor], what: str) -> None:
@@ -126,7 +125,7 @@ def load_state(model: AnimationModel, state: dict[str, torch.Tensor], what: str)
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if name == "discriminator" and not part:
             continue  # published inference checkpoints may lack it; training starts it fresh
-        _check_state_dict(network.state_dict(), part, f"{what} does not fit config '{model.config.name}' ({name})")
+        _check_state_dict(network.state_dict(), part, f"{what} does not fit config '{model.config.name}'", prefix)
         network.load_state_dict(part)
     # a discriminator the caller did not ask for, and saved training state, are not part of the model
     ignored = ("discriminator.", TRAINING_STATE_PREFIX)
@@ -152,9 +151,9 @@ def read_published_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused: unpickling it would need code outside plain tensors ({detail.strip()[:160]}); "
             "only weights are loaded, never code"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError) as error:
+    except Exception as error:  # noqa: BLE001 - any failure to parse an untrusted file is "not readable"
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, OSError) and not isinstance(error, zipfile.BadZipFile) and not path.exists():
+        if not path.exists():
             raise CheckpointError(f"{path}: no such file") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or another format?): {message[:160]}") from None
     if not isinstance(data, dict) or not any(k in data for k in ("generator", "kp_detector")):
@@ -297,3 +296,49 @@ def convert_checkpoint(source: str | Path, destination: str | Path, config: str 
     provenance = {"converted_from": Path(source).name, "format": "published FOMM .pth.tar"}
     save_checkpoint(model, destination, provenance=provenance)
     return model
+
+
+# ------------------------------------------------------------------------------------------------ finding
+# The models this project trains and ships (issue: default models), by the names users type.
+SHIPPED_CHECKPOINTS = {"first": "first-order.safetensors", "zeroth": "zeroth-order.safetensors"}
+DEFAULT_CHECKPOINT = "first"
+
+
+def shipped_checkpoint_dir() -> Path:
+    """``$ANIMATE_CHECKPOINT_DIR``, else the repository's ``checkpoints/`` folder beside ``src/``."""
+    override = os.environ.get("ANIMATE_CHECKPOINT_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def resolve_checkpoint(name_or_path: str | Path | None) -> Path:
+    """A shipped model's name ('first', 'zeroth'; None = the default) or a path -> an existing file."""
+    name = DEFAULT_CHECKPOINT if name_or_path is None else str(name_or_path)
+    if name in SHIPPED_CHECKPOINTS:
+        path = shipped_checkpoint_dir() / SHIPPED_CHECKPOINTS[name]
+        if not path.exists():
+            raise CheckpointError(
+                f"the shipped '{name}' model is not installed ({path} is missing); pass a checkpoint with "
+                "--checkpoint FILE (a .safetensors of this project, or a published FOMM .pth.tar with --config NAME)"
+            )
+        return path
+    path = Path(name)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file (shipped models: {', '.join(SHIPPED_CHECKPOINTS)})")
+    return path
+
+
+def describe_checkpoint(model: AnimationModel) -> dict[str, Any]:
+    """What ``animate checkpoints info`` shows, as plain JSON-able values."""
+    common = model.config.model_params.common_params
+    return {
+        "path": model.path,
+        "config": model.config.name,
+        "order": "first" if common.estimate_jacobian else "zeroth",
+        "num_kp": common.num_kp,
+        "image_size": model.image_size,
+        "align_corners": model.align_corners,
+        "parameters": model.parameter_counts(),
+        "provenance": model.provenance,
+    }
