@@ -21,6 +21,7 @@ from animate_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, 
 # name -> "module:attribute"; modules are under animate_cli.cli
 SUBCOMMANDS = {
     "checkpoints": "checkpoints:checkpoints",
+    "data": "data:data",
 }
 
 EXIT_CODES_HELP = """\b
