@@ -22,6 +22,7 @@ from animate_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, 
 SUBCOMMANDS = {
     "checkpoints": "checkpoints:checkpoints",
     "data": "data:data",
+    "run": "run:run",
 }
 
 EXIT_CODES_HELP = """\b

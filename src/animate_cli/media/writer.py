@@ -98,6 +98,41 @@ def _is_pattern(name: str) -> bool:
     return len(_PATTERN_FIELD_RE.findall(name)) == 1 and name.count("%") == 1
 
 
+def existing_frames(kind: str, target: Path) -> list[Path]:
+    """Files in the destination that a PNG output (``kind`` png-folder or png-pattern) would write or replace."""
+    if kind == "png-pattern":
+        folder = target.parent
+        before, width, after = _PATTERN_FIELD_RE.split(target.name)
+        digits = rf"\d{{{int(width)},}}" if width else r"\d+"
+        name_re = re.compile(re.escape(before) + digits + re.escape(after))
+    else:
+        folder, name_re = target, _FRAME_NAME_RE
+    if not folder.is_dir():
+        return []
+    return [entry for entry in folder.iterdir() if name_re.fullmatch(entry.name)]
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> str:
+    """Everything that can be checked before writing: a known kind, a writable folder, no output to clobber.
+
+    Returns the output kind. Raises MediaError with the reason.
+    """
+    kind = output_kind(path)
+    target = Path(path)
+    require_output_folder(target.parent, path)
+    if kind == "png-folder" and target.exists():
+        require_output_folder(target, path)
+    if overwrite:
+        if kind not in ("png-folder", "png-pattern") and target.is_dir():
+            raise MediaError(f"{path}: is a folder; cannot replace it with a video file")
+    elif kind in ("png-folder", "png-pattern"):
+        if existing_frames(kind, target):
+            raise MediaError(f"{path}: holds frames already (use --overwrite)")
+    elif target.exists():
+        raise MediaError(f"{path}: exists (use --overwrite)")
+    return kind
+
+
 class VideoWriter:
     """Encode frames into a video file or PNG frames as they come; publish the result on :meth:`close`.
 
@@ -138,10 +173,7 @@ class VideoWriter:
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: AudioTrack | None = None
 
-        require_output_folder(self._target.parent, path)
-        if self.kind == "png-folder" and self._target.exists():
-            require_output_folder(self._target, path)
-        self._check_existing(overwrite)
+        check_output(path, overwrite)
 
         if self.kind in ("png-folder", "png-pattern"):
             self._format = None
@@ -175,15 +207,6 @@ class VideoWriter:
         """How many frames :meth:`write` has accepted."""
         return self._frames_written
 
-    def _check_existing(self, overwrite: bool) -> None:
-        if overwrite:
-            return
-        if self.kind in ("png-folder", "png-pattern"):
-            if self._existing_frames():
-                raise MediaError(f"{self.path}: holds frames already (use --overwrite)")
-        elif self._target.exists():
-            raise MediaError(f"{self.path}: exists (use --overwrite)")
-
     def _frame_path(self, index: int) -> Path:
         """Final path of frame ``index`` in a PNG output."""
         if self.kind == "png-pattern":
@@ -191,17 +214,7 @@ class VideoWriter:
         return self._target / FRAME_NAME.format(index)
 
     def _existing_frames(self) -> list[Path]:
-        """Files in the destination that a PNG output of this name would write or replace."""
-        if self.kind == "png-pattern":
-            folder = self._target.parent
-            before, width, after = _PATTERN_FIELD_RE.split(self._target.name)
-            digits = rf"\d{{{int(width)},}}" if width else r"\d+"
-            name_re = re.compile(re.escape(before) + digits + re.escape(after))
-        else:
-            folder, name_re = self._target, _FRAME_NAME_RE
-        if not folder.is_dir():
-            return []
-        return [entry for entry in folder.iterdir() if name_re.fullmatch(entry.name)]
+        return existing_frames(self.kind, self._target)
 
     def write(self, image: np.ndarray, time: float | None = None) -> None:
         """Encode one (H, W, 3) uint8 RGB frame shown at ``time`` seconds (default ``index / fps``).
