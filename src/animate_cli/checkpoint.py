@@ -342,3 +342,22 @@ def describe_checkpoint(model: AnimationModel) -> dict[str, Any]:
         "parameters": model.parameter_counts(),
         "provenance": model.provenance,
     }
+
+
+def installed_checkpoints() -> list[dict[str, Any]]:
+    """The shipped models by name, with file size, order, resolution and the metrics their provenance records."""
+    entries = []
+    for name, filename in SHIPPED_CHECKPOINTS.items():
+        path = shipped_checkpoint_dir() / filename
+        entry: dict[str, Any] = {"name": name, "file": str(path), "installed": path.exists()}
+        if path.exists():
+            model = load_checkpoint(path)
+            entry.update(
+                size_mb=path.stat().st_size / 1e6,
+                order="first" if model.first_order else "zeroth",
+                image_size=model.image_size,
+                metrics=model.provenance.get("metrics", {}),
+                default=name == DEFAULT_CHECKPOINT,
+            )
+        entries.append(entry)
+    return entries

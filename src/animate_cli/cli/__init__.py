@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "checkpoints": "checkpoints:checkpoints",
     "data": "data:data",
     "run": "run:run",
+    "evaluate": "evaluate:evaluate",
+    "train": "train:train",
 }
 
 EXIT_CODES_HELP = """\b

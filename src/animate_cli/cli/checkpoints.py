@@ -42,6 +42,27 @@ def info(file: str, config: str | None, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
+@checkpoints.command(name="list")
+@json_option
+def list_(as_json: bool) -> None:
+    """Show the shipped models: name, file, size, order, resolution and their measured metrics."""
+    from animate_cli.checkpoint import installed_checkpoints
+
+    entries = installed_checkpoints()
+    if as_json:
+        click.echo(json.dumps(entries))
+        return
+    for entry in entries:
+        if not entry["installed"]:
+            click.echo(f"{entry['name']:<8} {entry['file']} (missing)")
+            continue
+        metrics = ", ".join(f"{k} {v}" for k, v in entry["metrics"].items())
+        click.echo(
+            f"{entry['name']:<8} {entry['file']}  {entry['size_mb']:.1f} MB  {entry['order']} order  "
+            f"{entry['image_size']}x{entry['image_size']}" + (f"  {metrics}" if metrics else "")
+        )
+
+
 @checkpoints.command()
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("destination", type=click.Path(dir_okay=False))
