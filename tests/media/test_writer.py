@@ -441,3 +441,23 @@ def test_disk_full_is_reported_and_cleaned_up(tmp_path: Path, name: str) -> None
     )
     assert "no space left on device" in result.stdout, result.stdout + result.stderr
     assert "LEFT []" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "frames/", "still.png"])
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path, name):
+    from animate_cli.media.images import write_image
+
+    previous = os.umask(0o022)
+    try:
+        target = tmp_path / name
+        if name == "still.png":
+            write_image(target, pattern(0))
+        else:
+            with VideoWriter(str(target) + ("/" if name.endswith("/") else ""), fps=25) as writer:
+                writer.write(pattern(0))
+    finally:
+        os.umask(previous)
+    expected = 0o755 if target.is_dir() else 0o644
+    assert target.stat().st_mode & 0o777 == expected
+    if target.is_dir():
+        assert all(p.stat().st_mode & 0o777 == 0o644 for p in target.iterdir())

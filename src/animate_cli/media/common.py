@@ -62,3 +62,15 @@ def write_error(path: str | os.PathLike[str], exc: OSError) -> MediaError:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return MediaError(f"{path}: permission denied while writing")
     return MediaError(f"{path}: cannot write ({ffmpeg_reason(exc)})")
+
+
+def publish(temporary: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename a finished temporary file or folder into place with the permissions a plain ``open`` would give.
+
+    ``mkstemp``/``mkdtemp`` create 0600/0700 entries; outputs must honour the user's umask like any other file.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (0o777 if os.path.isdir(temporary) else 0o666) & ~umask
+    os.chmod(temporary, mode)
+    os.replace(temporary, target)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from animate_cli.errors import MediaError
-from animate_cli.media.common import require_input_file, require_output_folder, write_error
+from animate_cli.media.common import publish, require_input_file, require_output_folder, write_error
 
 #: Suffixes read (and written) as still images; also what a folder of frames may contain.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -137,7 +137,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
     os.close(fd)
     try:
         Image.fromarray(array).save(temp_name, **options)
-        os.replace(temp_name, target)
+        publish(temp_name, target)
     except OSError as exc:
         raise write_error(path, exc) from exc
     finally:

@@ -24,7 +24,7 @@ from PIL import Image
 
 from animate_cli.errors import MediaError
 from animate_cli.media.audio import AudioMode, AudioTrack
-from animate_cli.media.common import ffmpeg_reason, require_output_folder, write_error
+from animate_cli.media.common import ffmpeg_reason, publish, require_output_folder, write_error
 
 #: File name of frame ``i`` in a PNG folder output.
 FRAME_NAME = "{:06d}.png"
@@ -335,7 +335,7 @@ class VideoWriter:
                 self._publish_frames()
             else:
                 self._finish_container()
-                os.replace(self._temp, self._target)
+                publish(self._temp, self._target)
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
@@ -357,11 +357,11 @@ class VideoWriter:
         """Move the finished PNG frames into place, removing stale numbered frames of an earlier run."""
         stale = {path.name for path in self._existing_frames()}
         if self.kind == "png-folder" and not self._target.exists():
-            os.replace(self._temp, self._target)
+            publish(self._temp, self._target)
             return
         for index in range(self._frames_written):
             final = self._frame_path(index)
-            os.replace(self._temp / FRAME_NAME.format(index), final)
+            publish(self._temp / FRAME_NAME.format(index), final)
             stale.discard(final.name)
         folder = self._target if self.kind == "png-folder" else self._target.parent
         for name in stale:

@@ -1,0 +1,135 @@
+"""``python -m bench``: animate-cli's pipeline against the published demo's loop, in one run, on the same weights.
+
+Each measurement runs in its own process (``bench.worker``) so its peak resident memory is its own; the two
+sides of a comparison run back to back in this one invocation, and the table reports their ratios.
+
+    python -m bench                         # vox-256 (random weights) and the default model, 32 frames, CPU
+    python -m bench --models default --frames 64 --batch-size 8
+    python -m bench --memory                # peak memory of the pipeline on 300 vs 3,000 driving frames
+    python -m bench --device cuda --precision bf16 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.clips import make_driving_clip
+
+
+def run_worker(*args: str) -> dict:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.worker", *args], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"bench worker failed ({' '.join(args)}):\n{completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def model_size(spec: str) -> int:
+    from animate_cli.checkpoint import load_checkpoint
+    from animate_cli.config import load_config, preset_names
+
+    return load_config(spec).image_size if spec in preset_names() else load_checkpoint(spec).image_size
+
+
+def resolve_model(name: str) -> str | None:
+    """'default' -> the shipped first-order checkpoint's path (None when not installed); presets as they are."""
+    if name != "default":
+        return name
+    from animate_cli.checkpoint import resolve_checkpoint
+    from animate_cli.errors import CheckpointError
+
+    try:
+        return str(resolve_checkpoint(None))
+    except CheckpointError:
+        return None
+
+
+def compare(spec: str, frames: int, args: argparse.Namespace, folder: Path) -> list[dict]:
+    size = model_size(spec)
+    clip = make_driving_clip(folder / f"driving_{size}_{frames}.mp4", frames, size)
+    options = ["--batch-size", str(args.batch_size), "--precision", args.precision, "--device", args.device]
+    if args.threads:
+        options += ["--threads", str(args.threads)]
+    reference = run_worker("reference", spec, str(clip), *options)
+    pipeline = run_worker("pipeline", spec, str(clip), *options)
+    return [reference, pipeline]
+
+
+def memory(spec: str, args: argparse.Namespace, folder: Path) -> list[dict]:
+    size = model_size(spec)
+    results = []
+    for frames in (300, 3000):
+        clip = make_driving_clip(folder / f"long_{size}_{frames}.mp4", frames, size)
+        results.append({"frames_in": frames, **run_worker("pipeline", spec, str(clip), "--batch-size",
+                                                          str(args.batch_size), "--device", args.device)})
+    return results
+
+
+def print_comparison(model: str, reference: dict, pipeline: dict) -> None:
+    def ratio(key: str) -> str:
+        return f"{pipeline[key] / reference[key]:.2f}x"
+
+    print(f"\n### {model} ({reference['frames']} frames)\n")
+    print("| | reference loop (published demo) | animate run pipeline | ratio |")
+    print("|---|---|---|---|")
+    print(f"| frames/s end to end | {reference['fps_end_to_end']:.2f} | {pipeline['fps_end_to_end']:.2f} | "
+          f"{ratio('fps_end_to_end')} |")
+    print(f"| frames/s model only | {reference['fps_model']:.2f} | {pipeline['fps_model']:.2f} | {ratio('fps_model')} |")
+    print(f"| peak RSS (MB) | {reference['peak_rss_mb']:.0f} | {pipeline['peak_rss_mb']:.0f} | "
+          f"{pipeline['peak_rss_mb'] / reference['peak_rss_mb']:.2f}x |")
+    if "peak_gpu_mb" in pipeline:
+        print(f"| peak GPU memory (MB) | {reference['peak_gpu_mb']:.0f} | {pipeline['peak_gpu_mb']:.0f} | |")
+    print(f"| settings | batch 1, fp32 | batch {pipeline['batch_size']}, {pipeline['precision']}, "
+          f"{pipeline['threads']} threads | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="vox-256,default", help="comma-separated presets and/or 'default'")
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--memory", action="store_true", help="also measure 300 vs 3,000 frames (default model)")
+    parser.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
+    args = parser.parse_args()
+
+    import torch
+
+    print(f"# bench, {time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, device {args.device}")
+    print(f"command: python -m bench {' '.join(sys.argv[1:])}")
+    everything: dict[str, object] = {"argv": sys.argv[1:]}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.models.split(","):
+            spec = resolve_model(name)
+            if spec is None:
+                print(f"\n### {name}: not installed, skipped")
+                continue
+            reference, pipeline = compare(spec, args.frames, args, folder)
+            print_comparison(name, reference, pipeline)
+            everything[name] = {"reference": reference, "pipeline": pipeline}
+        if args.memory:
+            spec = resolve_model("default") or "vox-256"
+            short, long = memory(spec, args, folder)
+            print(f"\n### memory, {spec}: pipeline peak RSS {short['peak_rss_mb']:.0f} MB for 300 frames, "
+                  f"{long['peak_rss_mb']:.0f} MB for 3,000 frames: ratio {long['peak_rss_mb'] / short['peak_rss_mb']:.3f} "
+                  f"(frames written {short['frames']} / {long['frames']})")
+            everything["memory"] = {"300": short, "3000": long}
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The GPU comparison of the performance issue, in one go (< 8 minutes on one H100/H200):
+# the published demo's per-frame loop vs animate run's pipeline on the same random vox-256 weights,
+# end to end (mp4 in, mp4 with audio out) and model only, fp32 and bf16, plus the default model.
+#
+# Needs torch with CUDA and this repository; PyAV may come as wheels in .whl/ (see bench/RESULTS.md):
+#   bash bench/gpu.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! python3 -c "import av" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=src:${PYTHONPATH:-}
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 32 --precision fp32
+python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 64 --precision bf16
+python3 -m bench --device cuda --models default --frames 256 --batch-size 64 --precision bf16

@@ -1,0 +1,118 @@
+"""One benchmark measurement in its own process, so its peak memory is its own. Prints one JSON line.
+
+python -m bench.worker MODE MODEL CLIP [--batch-size N] [--precision P] [--device D] [--compile]
+MODE: reference | pipeline.  MODEL: a preset name (random weights, seed 0) or a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def load_model(spec: str):
+    from animate_cli.checkpoint import build_model, load_checkpoint
+    from animate_cli.config import load_config, preset_names
+
+    if spec in preset_names():
+        torch.manual_seed(0)  # the same random weights in every process
+        return build_model(load_config(spec)).eval()
+    return load_checkpoint(spec)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def source_image(size: int) -> np.ndarray:
+    from animate_cli.data.puppets import render, sample_identity, sample_motion
+
+    rng = np.random.default_rng(123)
+    image, _ = render(sample_identity(rng), sample_motion(rng, 1, 25).pose(0), size)
+    return image
+
+
+def measure_reference(model, clip: Path, out_dir: Path) -> dict:
+    from bench.reference import reference_animation
+
+    timing = reference_animation(model, source_image(model.image_size), clip, out_dir / "reference.mp4")
+    return {
+        "frames": timing["frames"],
+        "fps_end_to_end": timing["frames"] / timing["seconds"],
+        "fps_model": timing["frames"] / timing["model_seconds"],
+    }
+
+
+def measure_pipeline(model, clip: Path, out_dir: Path, batch_size: int, precision: str, device: str) -> dict:
+    from animate_cli.animation import RunRequest, run_animation
+    from animate_cli.media.images import write_image
+    from animate_cli.media.resize import fit_image
+    from animate_cli.media.video import open_video
+    from animate_cli.pipeline import Animator, MotionOptions, resolve_device
+
+    source_path = out_dir / "source.png"
+    write_image(source_path, source_image(model.image_size))
+    animator = Animator(model, resolve_device(device), precision)
+    request = RunRequest(sources=[source_path], driving=clip, outputs=[str(out_dir / "pipeline.mp4")],
+                         batch_size=batch_size, overwrite=True)
+    started = time.perf_counter()
+    (result,) = run_animation(request, animator, checkpoint=None)
+    end_to_end = result.frames / (time.perf_counter() - started)
+    rss_after_run = peak_rss_mb()
+
+    # model only: the same frames already decoded and fitted (at most 64, to bound memory and time)
+    with open_video(clip) as reader:
+        frames = []
+        for frame in reader:
+            frames.append(fit_image(frame.image, model.image_size, "crop"))
+            if len(frames) == 64:
+                break
+    prepared = [animator.prepare_source(source_image(model.image_size))]
+    list(animator.animate(prepared, enumerate(frames[:batch_size]), None, MotionOptions(), batch_size))  # warm-up
+    if animator.device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in animator.animate(prepared, enumerate(frames), None, MotionOptions(), batch_size):
+        pass
+    if animator.device.type == "cuda":
+        torch.cuda.synchronize()
+    model_only = len(frames) / (time.perf_counter() - started)
+    return {"frames": result.frames, "fps_end_to_end": end_to_end, "fps_model": model_only,
+            "peak_rss_mb_run": rss_after_run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["reference", "pipeline"])
+    parser.add_argument("model")
+    parser.add_argument("clip", type=Path)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.mode == "reference":
+            result = measure_reference(model, args.clip, Path(tmp))
+        else:
+            result = measure_pipeline(model, args.clip, Path(tmp), args.batch_size, args.precision, args.device)
+    result.update(mode=args.mode, model=args.model, peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(),
+                  batch_size=args.batch_size if args.mode == "pipeline" else 1,
+                  precision=args.precision if args.mode == "pipeline" else "fp32")
+    if torch.cuda.is_available():
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
