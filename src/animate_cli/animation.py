@@ -3,6 +3,10 @@
 The CLI builds a :class:`RunRequest`, calls :func:`run_animation` and reports the :class:`RunResult` list; this
 module does the work: read and fit the images, stream the driving video through the :class:`Animator`, compose the
 output frames, and hand them to one writer per source (audio muxed, written atomically).
+
+Two options change what is animated: ``find_best_frame`` picks each source's reference frame in a first, cheap
+pass over the driving video (:mod:`animate_cli.best_frame`); ``source_box`` animates only a square of each source
+and pastes the results back into the full image (:mod:`animate_cli.paste`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from animate_cli.cropping import Box
 from animate_cli.errors import BadInputError
-from animate_cli.pipeline import Animator, BackgroundWriter, MotionOptions, prefetch
+from animate_cli.paste import Placement
+from animate_cli.pipeline import Animator, BackgroundWriter, MotionOptions, PreparedSource, prefetch
 
 LAYOUTS = ("result", "side-by-side")
 FIT_MODES = ("crop", "pad", "stretch")
@@ -38,6 +44,12 @@ class RunRequest:
     output_size: tuple[int, int] | None = None
     audio: bool = True
     overwrite: bool = False
+    # choose the reference frame per source: the driving frame whose pose is closest (FOMM's --find_best_frame)
+    find_best_frame: bool = False
+    best_frame_by: str | None = None  # 'landmarks', 'keypoints'; None: landmarks when face-alignment is there
+    landmarks_weights: Path | None = None  # face-alignment's weight files, when not in torch hub's cache
+    # animate only this square of each source and paste the results back: 'auto' or (x, y, w, h)
+    source_box: tuple[int, int, int, int] | str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,11 +60,13 @@ class RunResult:
     seconds: float
     device: str
     checkpoint: str | None
+    ref_frame: int | None = None  # the driving frame mapped onto the source's pose (None: absolute motion)
 
     def to_json(self) -> dict:
         return {
             "output": self.output, "frames": self.frames, "fps": round(self.fps, 3),
             "seconds": round(self.seconds, 3), "device": self.device, "checkpoint": self.checkpoint,
+            "ref_frame": self.ref_frame,
         }
 
 
@@ -81,12 +95,23 @@ def plan_outputs(sources: list[Path], driving: Path, output: str | None) -> list
 
 def check_inputs(request: RunRequest) -> None:
     """Fail fast, before any model is loaded: every source readable, the driving video decodable, outputs free."""
+    from animate_cli.best_frame import resolve_method
+    from animate_cli.landmarks import require_face_alignment
     from animate_cli.media.images import read_image
     from animate_cli.media.video import probe
     from animate_cli.media.writer import check_output
 
+    if request.find_best_frame:
+        if not request.motion.relative:
+            raise BadInputError("--find-best-frame picks the reference frame of relative motion; drop --absolute")
+        if request.ref_frame != 0:
+            raise BadInputError("--find-best-frame chooses the reference frame itself; drop --ref-frame")
+        if resolve_method(request.best_frame_by) == "landmarks":
+            require_face_alignment("--best-frame-by landmarks")
     for source in request.sources:
-        read_image(source, background=request.background)
+        image = read_image(source, background=request.background)
+        if isinstance(request.source_box, tuple):
+            _place(source, image, request.source_box)  # refuses a box off the image before the model loads
     probe(request.driving)
     for output in request.outputs:
         check_output(output, overwrite=request.overwrite)
@@ -106,36 +131,171 @@ def compose_frame(
     return frame
 
 
+@dataclass(frozen=True)
+class _Source:
+    """A source as animated: ``fitted`` is what the model sees; ``placement`` pastes results back into the full
+    image (``--source-box``), or None."""
+
+    fitted: np.ndarray
+    placement: Placement | None
+
+    def frame(self, result: np.ndarray, driving: np.ndarray, request: RunRequest) -> np.ndarray:
+        """The output frame for one animated ``result`` (composed as ``request.layout`` asks)."""
+        from animate_cli.media.resize import resize_frame
+
+        if self.placement is None:
+            return compose_frame(result, self.fitted, driving, request.layout, request.output_size)
+        full = self.placement.paste(result)
+        if request.layout != "result":  # side by side with the full source: the driving frame at its height
+            driving = resize_frame(driving, (full.shape[0], full.shape[0]))
+        return compose_frame(full, self.placement.image, driving, request.layout, request.output_size)
+
+
+def _load_sources(request: RunRequest, animator: Animator) -> list[_Source]:
+    """Each source read and brought to the model's size: fitted whole, or only its ``--source-box`` square."""
+    from animate_cli.media.images import read_image
+    from animate_cli.media.resize import fit_image
+
+    images = [read_image(path, background=request.background) for path in request.sources]
+    if request.source_box is None:
+        return [_Source(fit_image(image, animator.size, request.fit), None) for image in images]
+    find_subject = _largest_subject(request, animator) if request.source_box == "auto" else None
+    sources = []
+    for path, image in zip(request.sources, images):
+        placement = _place(path, image, request.source_box, find_subject)
+        sources.append(_Source(placement.model_input(animator.size), placement))
+    return sources
+
+
+def _place(
+    path: Path,
+    image: np.ndarray,
+    box: tuple[int, int, int, int] | str,
+    find_subject: Callable[[np.ndarray], Box] | None = None,
+) -> Placement:
+    """``place_source`` with the source named in its errors."""
+    from animate_cli.paste import place_source
+
+    try:
+        return place_source(image, box, find_subject)
+    except BadInputError as error:
+        raise BadInputError(f"{path}: --source-box: {error}") from None
+
+
+def _largest_subject(request: RunRequest, animator: Animator) -> Callable[[np.ndarray], Box]:
+    """``--source-box auto``'s subject: the largest face when face-alignment is installed, else the extent of
+    the model's keypoints on the whole (letterboxed) image."""
+    from animate_cli.cropping import resolve_detector, subject_box_finder
+
+    find_boxes = subject_box_finder(resolve_detector(None), animator.model, animator.device,
+                                    request.landmarks_weights, "--source-box auto")
+
+    def largest(image: np.ndarray) -> Box:
+        boxes = find_boxes([image])[0]
+        if not boxes:
+            raise BadInputError("no face found for --source-box auto (give the box as x,y,w,h)")
+        return max(boxes, key=lambda box: (box[2] - box[0]) * (box[3] - box[1]))
+
+    return largest
+
+
+def _references(
+    request: RunRequest, animator: Animator, sources: list[_Source], fitted: Callable[[np.ndarray], np.ndarray]
+) -> list[tuple[int, np.ndarray] | None]:
+    """Per source, (index, fitted image) of the driving frame mapped onto its pose; None for absolute motion."""
+    from animate_cli.media.video import open_video
+
+    if not request.motion.relative:
+        return [None] * len(sources)
+    if not request.find_best_frame:
+        reference = (request.ref_frame, _reference_frame(request, fitted))
+        return [reference] * len(sources)
+    from animate_cli.best_frame import find_best_frames, pose_finder
+
+    find_poses = pose_finder(request.best_frame_by, animator, request.landmarks_weights)
+    with open_video(request.driving) as reader:
+        frames = (fitted(frame.image) for frame in reader)
+        best = find_best_frames([s.fitted for s in sources], prefetch(frames), find_poses, request.batch_size,
+                                [str(path) for path in request.sources])
+    return [(choice.index, choice.image) for choice in best]
+
+
 def run_animation(
     request: RunRequest,
     animator: Animator,
     checkpoint: str | None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> list[RunResult]:
-    """Animate every source with the driving video; returns one result per written file."""
-    from animate_cli.media.images import read_image
+    """Animate every source with the driving video; returns one result per written file.
+
+    Sources sharing a reference frame are animated in one pass over the driving video (with
+    ``--find-best-frame``, sources matched to different frames take a pass each).
+    """
     from animate_cli.media.resize import fit_image
-    from animate_cli.media.video import open_video, probe
-    from animate_cli.media.writer import VideoWriter
+    from animate_cli.media.video import probe
 
     started = time.perf_counter()
-    size = animator.size
     info = probe(request.driving)
-    source_images = [fit_image(read_image(p, background=request.background), size, request.fit) for p in request.sources]
-    prepared = [animator.prepare_source(image) for image in source_images]
+    sources = _load_sources(request, animator)
+    prepared = [animator.prepare_source(source.fitted) for source in sources]
 
     def fitted(image: np.ndarray) -> np.ndarray:
-        return fit_image(image, size, request.fit, box=request.driving_box)
+        return fit_image(image, animator.size, request.fit, box=request.driving_box)
 
-    reference = _reference_frame(request, fitted) if request.motion.relative else None
+    references = _references(request, animator, sources, fitted)
+    groups: dict[int | None, list[int]] = {}
+    for slot, reference in enumerate(references):
+        groups.setdefault(None if reference is None else reference[0], []).append(slot)
+    total = None if info.frame_count is None else info.frame_count * len(groups)
+    done = 0  # frames animated by the passes before the current one
+    frames: dict[int, int] = {}
+
+    def advance(count: int) -> None:
+        if progress is not None:
+            progress(done + count, total)
+
+    for members in groups.values():
+        reference = references[members[0]]
+        count = _animate_pass(
+            request, animator, info.fps, [sources[i] for i in members], [prepared[i] for i in members],
+            [request.outputs[i] for i in members], fitted, None if reference is None else reference[1], advance,
+        )
+        done += count
+        frames.update((i, count) for i in members)
+    if done == 0:
+        raise BadInputError(f"{request.driving}: has no frames")
+    seconds = time.perf_counter() - started
+    return [
+        RunResult(output=str(out), frames=frames[slot], fps=done / seconds if seconds > 0 else 0.0,
+                  seconds=seconds, device=str(animator.device), checkpoint=checkpoint,
+                  ref_frame=None if references[slot] is None else references[slot][0])
+        for slot, out in enumerate(request.outputs)
+    ]
+
+
+def _animate_pass(
+    request: RunRequest,
+    animator: Animator,
+    fps: float,
+    sources: list[_Source],
+    prepared: list[PreparedSource],
+    outputs: list[str],
+    fitted: Callable[[np.ndarray], np.ndarray],
+    reference: np.ndarray | None,
+    advance: Callable[[int], None],
+) -> int:
+    """Stream the driving video once through the animator for ``sources``; returns the frame count."""
+    from animate_cli.media.video import open_video
+    from animate_cli.media.writer import VideoWriter
+
     count = 0
     with contextlib.ExitStack() as stack:
         writers = [
             stack.enter_context(
-                VideoWriter(out, fps=info.fps, audio_source=request.driving if request.audio else None,
+                VideoWriter(out, fps=fps, audio_source=request.driving if request.audio else None,
                             overwrite=request.overwrite)
             )
-            for out in request.outputs
+            for out in outputs
         ]
         reader = stack.enter_context(open_video(request.driving))
 
@@ -149,27 +309,18 @@ def run_animation(
 
         def write(item: tuple[tuple[float, np.ndarray], list[np.ndarray]]) -> None:
             (frame_time, driving_image), results = item
-            for writer, source_image, result in zip(writers, source_images, results):
-                frame = compose_frame(result, source_image, driving_image, request.layout, request.output_size)
-                writer.write(frame, time=frame_time)
+            for writer, source, result in zip(writers, sources, results):
+                writer.write(source.frame(result, driving_image, request), time=frame_time)
 
         encoder = BackgroundWriter(write)
         try:
             for item in animator.animate(prepared, decoded, reference, request.motion, request.batch_size):
                 encoder.put(item)
                 count += 1
-                if progress is not None:
-                    progress(count, info.frame_count)
+                advance(count)
         finally:
             encoder.close()
-    if count == 0:
-        raise BadInputError(f"{request.driving}: has no frames")
-    seconds = time.perf_counter() - started
-    return [
-        RunResult(output=str(out), frames=count, fps=count / seconds if seconds > 0 else 0.0, seconds=seconds,
-                  device=str(animator.device), checkpoint=checkpoint)
-        for out in request.outputs
-    ]
+    return count
 
 
 def _reference_frame(request: RunRequest, fitted: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -21,6 +21,8 @@ from animate_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, 
 # name -> "module:attribute"; modules are under animate_cli.cli
 SUBCOMMANDS = {
     "checkpoints": "checkpoints:checkpoints",
+    "keypoints": "keypoints:keypoints",
+    "crop": "crop:crop",
     "data": "data:data",
     "run": "run:run",
     "evaluate": "evaluate:evaluate",

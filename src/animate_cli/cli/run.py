@@ -73,11 +73,29 @@ def parse_color(value: str) -> tuple[int, int, int]:
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Compute precision (autocast); fp16 needs a GPU.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the model.")
+@click.option("--compile", "compile_model", is_flag=True,
+              help="Compile the networks (torch.compile, static shapes): slow start, faster frames on long videos.")
+@click.option("--find-best-frame", is_flag=True,
+              help="Use as reference the driving frame whose pose best matches the source (a first, cheap pass "
+              "over the driving video), as the FOMM demo does.")
+@click.option("--best-frame-by", type=click.Choice(["landmarks", "keypoints"]), default=None,
+              help="How poses are compared for --find-best-frame (implies it): face landmarks (needs the 'face' "
+              "extra) or the model's own keypoints (any subject). Default: landmarks when face-alignment is "
+              "installed, else keypoints.")
+@click.option("--landmarks-weights", type=click.Path(file_okay=False, exists=True), default=None, metavar="DIR",
+              help="Folder holding face-alignment's weight files (s3fd-619a316812.pth, 2DFAN4-cd938726ad.zip) "
+              "when they are not in torch hub's cache and cannot be downloaded.")
+@click.option("--source-box", default=None, metavar="auto|x,y,w,h",
+              help="Animate only this square of the source (a box is made square around its centre) and paste "
+              "each result back into the full image with a feathered edge: the output keeps the source's size "
+              "and every pixel outside the box. auto: the square around the face (with face-alignment) or "
+              "around the model's keypoints.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @json_option
 @quiet_option
 def run(inputs, output, checkpoint, config, align_corners, relative, adapt_scale, ref_frame, fit, driving_box,
-        background, layout, output_size, no_audio, batch_size, device, precision, threads, overwrite, as_json, quiet):
+        background, layout, output_size, no_audio, batch_size, device, precision, threads, find_best_frame,
+        best_frame_by, landmarks_weights, source_box, compile_model, overwrite, as_json, quiet):
     """Animate SOURCE image(s) with the motion of the DRIVING video (or folder of frames).
 
     \b
@@ -85,6 +103,8 @@ def run(inputs, output, checkpoint, config, align_corners, relative, adapt_scale
       animate run face.png speech.mp4 -o result.mp4
       animate run a.png b.png c.png dance.mp4 -o results/
       animate run face.png speech.mp4 --checkpoint vox-cpk.pth.tar --config vox-256
+      animate run face.png speech.mp4 --find-best-frame
+      animate run portrait.jpg speech.mp4 --source-box auto -o portrait_talks.mp4
     """
     from pathlib import Path
 
@@ -109,6 +129,10 @@ def run(inputs, output, checkpoint, config, align_corners, relative, adapt_scale
         output_size=parse_size(output_size),
         audio=not no_audio,
         overwrite=overwrite,
+        find_best_frame=find_best_frame or best_frame_by is not None,
+        best_frame_by=best_frame_by,
+        landmarks_weights=None if landmarks_weights is None else Path(landmarks_weights),
+        source_box=source_box if source_box in (None, "auto") else parse_box(source_box, "--source-box"),
     )
     check_inputs(request)  # every bad input is reported before the model is loaded
 
@@ -119,12 +143,13 @@ def run(inputs, output, checkpoint, config, align_corners, relative, adapt_scale
     target = resolve_device(device)
     checkpoint_path = resolve_checkpoint(checkpoint)
     model = load_checkpoint(checkpoint_path, config=config, align_corners=align_corners)
-    animator = Animator(model, target, precision)
+    animator = Animator(model, target, precision, compile=compile_model)
     with frame_progress("animating", quiet) as advance:
         results = run_animation(request, animator, checkpoint=str(checkpoint_path), progress=advance)
     for result in results:
         if as_json:
             click.echo(json.dumps(result.to_json()))
         elif not quiet:
-            click.echo(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} frames/s)", err=True)
+            chosen = f", best frame {result.ref_frame}" if request.find_best_frame else ""
+            click.echo(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} frames/s{chosen})", err=True)
 
