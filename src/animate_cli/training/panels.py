@@ -5,33 +5,14 @@
 
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 
 from animate_cli.media.images import write_image
-
-
-def keypoint_colours(num_kp: int) -> list[tuple[int, int, int]]:
-    """One saturated colour per keypoint, spread over the hue circle from red towards magenta."""
-    return [
-        tuple(int(255 * c) for c in colorsys.hsv_to_rgb(0.85 * k / max(num_kp - 1, 1), 1.0, 1.0)) for k in range(num_kp)
-    ]
-
-
-def draw_keypoints(image: np.ndarray, kp: np.ndarray, radius: int = 2) -> np.ndarray:
-    """Coloured dots on a copy of ``image`` (H, W, 3) uint8 at kp (K, 2): (x, y) in [-1, 1], ±1 the corner pixels."""
-    height, width = image.shape[:2]
-    canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
-    for (x, y), colour in zip(kp, keypoint_colours(len(kp))):
-        column, row = (x + 1) / 2 * (width - 1), (y + 1) / 2 * (height - 1)
-        draw.ellipse((column - radius, row - radius, column + radius, row + radius), fill=colour, outline=(0, 0, 0))
-    return np.asarray(canvas)
+from animate_cli.visualize import draw_keypoints, normalized_to_pixels
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -58,12 +39,12 @@ def training_panel(
     height, width = source.shape[2:]
     sources, drivings = _to_uint8(source[:items]), _to_uint8(driving[:items])
     kp_s, kp_d = kp_source[:items].detach().float().cpu().numpy(), kp_driving[:items].detach().float().cpu().numpy()
-    radius = max(2, round(min(height, width) / 64))
+    kp_s, kp_d = normalized_to_pixels(kp_s, width, height), normalized_to_pixels(kp_d, width, height)
     columns = [
         sources,
         drivings,
-        np.stack([draw_keypoints(sources[i], kp_s[i], radius) for i in range(items)]),
-        np.stack([draw_keypoints(drivings[i], kp_d[i], radius) for i in range(items)]),
+        np.stack([draw_keypoints(sources[i], kp_s[i]) for i in range(items)]),
+        np.stack([draw_keypoints(drivings[i], kp_d[i]) for i in range(items)]),
         _to_uint8(deformed[:items]),
         _to_uint8(prediction[:items]),
     ]
