@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench.clips import make_driving_clip
 
 
@@ -73,6 +75,33 @@ def memory(spec: str, args: argparse.Namespace, folder: Path) -> list[dict]:
     return results
 
 
+def startup(folder: Path) -> dict[str, float]:
+    """Median wall time of `animate --help`, and of a whole `animate run` of a one-frame clip with the default
+    model (an upper bound on the time to the first frame: start-up, model load, one frame, writing)."""
+    import statistics
+
+    from animate_cli.data.puppets import render, sample_identity, sample_motion
+    from animate_cli.media.images import write_image
+
+    def wall(command: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    animate = [sys.executable, "-m", "animate_cli"]
+    help_seconds = statistics.median(wall([*animate, "--help"]) for _ in range(5))
+    result = {"help_seconds": help_seconds}
+    spec = resolve_model("default")
+    if spec is not None:
+        size = model_size(spec)
+        clip = make_driving_clip(folder / "one_frame.mp4", 1, size)
+        rng = np.random.default_rng(7)
+        write_image(folder / "source.png", render(sample_identity(rng), sample_motion(rng, 1, 25).pose(0), size)[0])
+        run = [*animate, "run", str(folder / "source.png"), str(clip), "-o", str(folder / "one.mp4"), "--overwrite"]
+        result["first_frame_seconds"] = statistics.median(wall(run) for _ in range(3))
+    return result
+
+
 def print_comparison(model: str, reference: dict, pipeline: dict) -> None:
     def ratio(key: str) -> str:
         return f"{pipeline[key] / reference[key]:.2f}x"
@@ -101,6 +130,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory", action="store_true", help="also measure 300 vs 3,000 frames (default model)")
+    parser.add_argument("--startup", action="store_true", help="also time `animate --help` and a one-frame run")
     parser.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
     args = parser.parse_args()
 
@@ -127,6 +157,12 @@ def main() -> None:
                   f"{long['peak_rss_mb']:.0f} MB for 3,000 frames: ratio {long['peak_rss_mb'] / short['peak_rss_mb']:.3f} "
                   f"(frames written {short['frames']} / {long['frames']})")
             everything["memory"] = {"300": short, "3000": long}
+        if args.startup:
+            timing = startup(folder)
+            print(f"\n### start-up: `animate --help` {timing['help_seconds']:.2f} s (median of 5)"
+                  + (f"; `animate run` of a one-frame clip with the default model, whole process "
+                     f"{timing['first_frame_seconds']:.2f} s (median of 3)" if "first_frame_seconds" in timing else ""))
+            everything["startup"] = timing
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))
 
