@@ -175,3 +175,12 @@ def test_convert_a_preset_shaped_model_keeps_its_numbers(tmp_path):
     assert loaded.config.name == "mgif-256" and loaded.align_corners is True
     for key, value in converted.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_saved_checkpoints_honour_the_umask(tmp_path, tiny_config):
+    previous = os.umask(0o022)
+    try:
+        path = save_checkpoint(perturbed_model(tiny_config), tmp_path / "m.safetensors")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -215,8 +215,10 @@ def _references(
     find_poses = pose_finder(request.best_frame_by, animator, request.landmarks_weights)
     with open_video(request.driving) as reader:
         frames = (fitted(frame.image) for frame in reader)
-        best = find_best_frames([s.fitted for s in sources], prefetch(frames), find_poses, request.batch_size,
-                                [str(path) for path in request.sources])
+        # closed before the reader, so an error or Ctrl-C stops the decoding thread first (see _animate_pass)
+        with contextlib.closing(prefetch(frames)) as decoded:
+            best = find_best_frames([s.fitted for s in sources], decoded, find_poses, request.batch_size,
+                                    [str(path) for path in request.sources])
     return [(choice.index, choice.image) for choice in best]
 
 
@@ -306,6 +308,9 @@ def _animate_pass(
 
         # decoding and fitting run a few frames ahead in their own thread, encoding in another
         decoded = prefetch(fitted_frames())
+        # on an error or Ctrl-C, stop the decoding thread before the stack closes the reader it decodes from
+        # (closing a container under a running decoder crashes PyAV)
+        stack.callback(decoded.close)
 
         def write(item: tuple[tuple[float, np.ndarray], list[np.ndarray]]) -> None:
             (frame_time, driving_image), results = item

@@ -22,6 +22,7 @@ from torch import nn
 
 from animate_cli.config import Config, load_config, parse_config
 from animate_cli.errors import CheckpointError
+from animate_cli.media.common import publish
 from animate_cli.networks.discriminator import MultiScaleDiscriminator
 from animate_cli.networks.generator import OcclusionAwareGenerator
 from animate_cli.networks.keypoint_detector import KeypointDetector
@@ -233,7 +234,10 @@ def load_checkpoint(
         state, metadata = read_safetensors(path)
         model_config = _config_from_metadata(metadata, path)
         recorded = metadata.get("align_corners", "true") == "true"
-        provenance = json.loads(metadata.get("provenance", "{}"))
+        try:
+            provenance = json.loads(metadata.get("provenance", "{}"))
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}: its metadata 'provenance' is not valid JSON") from None
     else:
         if config is None:
             raise CheckpointError(f"{path}: a published .pth.tar checkpoint needs --config (a preset name or a YAML file)")
@@ -284,7 +288,7 @@ def save_checkpoint(
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
+        publish(temporary, path)  # safetensors writes 0600; a model file is as readable as any other
     finally:
         temporary.unlink(missing_ok=True)
     return path

@@ -283,7 +283,7 @@ def cut_audio(source: Path, start: float, end: float, target: Path) -> Path | No
 
     if source.is_dir():
         return None
-    with av.open(str(source)) as container:
+    with av.open(str(source), metadata_errors="replace") as container:  # tags need not be UTF-8
         if not container.streams.audio:
             return None
         audio = container.streams.audio[0]

@@ -20,13 +20,14 @@ from animate_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, 
 
 # name -> "module:attribute"; modules are under animate_cli.cli
 SUBCOMMANDS = {
-    "checkpoints": "checkpoints:checkpoints",
-    "keypoints": "keypoints:keypoints",
-    "crop": "crop:crop",
     "data": "data:data",
+    "checkpoints": "checkpoints:checkpoints",
     "run": "run:run",
+    "batch": "batch:batch",
     "evaluate": "evaluate:evaluate",
     "train": "train:train",
+    "keypoints": "keypoints:keypoints",
+    "crop": "crop:crop",
 }
 
 EXIT_CODES_HELP = """\b

@@ -41,7 +41,7 @@ def audio_duration(path: str | os.PathLike[str]) -> float | None:
 
     Packets that fail to decode are skipped, as when the sound is carried into an output.
     """
-    with av.open(str(require_input_file(path))) as container:
+    with av.open(str(require_input_file(path)), metadata_errors="replace") as container:  # tags need not be UTF-8
         if not container.streams.audio:
             return None
         samples, rate = 0, 0
@@ -108,7 +108,7 @@ class AudioTrack:
             return None
         require_input_file(source)
         try:
-            container = av.open(str(source))
+            container = av.open(str(source), metadata_errors="replace")  # tags need not be UTF-8
         except av.error.FFmpegError:
             return None
         if not container.streams.audio or container.streams.audio[0].codec_context is None:

@@ -253,7 +253,8 @@ class _Undecodable(MediaError):
 
 def _open_container(path: str | os.PathLike[str], shown: str | None = None) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r")
+        # tags in another encoding than UTF-8 (old cameras and editors write Latin-1) must not make a video unusable
+        return av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.FFmpegError as exc:
         raise _Undecodable(
             f"{shown or path}: not a readable video (corrupt, truncated or unsupported: "
