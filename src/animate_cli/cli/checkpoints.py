@@ -56,7 +56,7 @@ def list_(as_json: bool) -> None:
         if not entry["installed"]:
             click.echo(f"{entry['name']:<8} {entry['file']} (missing)")
             continue
-        metrics = ", ".join(f"{k} {v}" for k, v in entry["metrics"].items())
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in entry["metrics"].items() if v is not None)
         click.echo(
             f"{entry['name']:<8} {entry['file']}  {entry['size_mb']:.1f} MB  {entry['order']} order  "
             f"{entry['image_size']}x{entry['image_size']}" + (f"  {metrics}" if metrics else "")

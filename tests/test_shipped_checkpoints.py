@@ -1,0 +1,85 @@
+"""The models shipped in checkpoints/ load, describe themselves, and animate the shipped example."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from animate_cli.checkpoint import SHIPPED_CHECKPOINTS, load_checkpoint, resolve_checkpoint, shipped_checkpoint_dir
+from animate_cli.cli import cli
+from tests.conftest import REPO
+
+EXAMPLES = REPO / "examples"
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CHECKPOINTS))
+def test_shipped_checkpoint_loads_with_complete_metadata(name):
+    path = resolve_checkpoint(name)
+    assert path.parent == shipped_checkpoint_dir()
+    assert path.stat().st_size <= 25e6
+    model = load_checkpoint(path)
+    assert model.first_order == (name == "first")
+    assert model.align_corners is True
+    provenance = model.provenance
+    for key in ("data", "steps", "config", "reconstruction_loss", "metrics", "command"):
+        assert key in provenance, key
+    assert provenance["steps"] > 0
+    for key in ("reconstruction_l1", "keypoint_error_px", "flow_epe_px", "animation_l1", "still_source_l1"):
+        assert isinstance(provenance["metrics"][key], float), key
+
+
+def test_both_orders_share_everything_but_the_jacobian():
+    first, zeroth = (load_checkpoint(resolve_checkpoint(n)).config for n in ("first", "zeroth"))
+    data = zeroth.to_dict()
+    data["model_params"]["common_params"]["estimate_jacobian"] = True
+    assert data == first.to_dict()
+    steps = {load_checkpoint(resolve_checkpoint(n)).provenance["steps"] for n in ("first", "zeroth")}
+    assert len(steps) == 1  # the same training budget
+
+
+def test_checkpoints_list_shows_both_with_sizes_and_metrics():
+    result = CliRunner().invoke(cli, ["checkpoints", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    entries = {e["name"]: e for e in json.loads(result.stdout)}
+    assert set(entries) == {"first", "zeroth"}
+    assert all(e["installed"] and e["size_mb"] > 0 and e["metrics"] for e in entries.values())
+    assert entries["first"]["default"] is True
+
+
+def test_the_default_model_animates_the_example(tmp_path):
+    from animate_cli.media.images import read_image
+    from animate_cli.media.resize import fit_image
+    from animate_cli.media.video import open_video, probe
+
+    out = tmp_path / "result.mp4"
+    result = CliRunner().invoke(
+        cli, ["run", str(EXAMPLES / "source.png"), str(EXAMPLES / "driving.mp4"), "-o", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpoint"].endswith(SHIPPED_CHECKPOINTS["first"])
+    driving_info = probe(EXAMPLES / "driving.mp4")
+    info = probe(out)
+    assert info.frame_count == driving_info.frame_count and info.has_audio
+    source = fit_image(read_image(EXAMPLES / "source.png"), info.width, "crop").astype(np.float64)
+    with open_video(out) as reader:
+        frames = np.stack([frame.image for frame in reader]).astype(np.float64)
+    # frames differ from the source (beyond coding noise) and from each other
+    assert np.abs(frames - source).mean(axis=(1, 2, 3)).max() > 2
+    assert np.abs(np.diff(frames, axis=0)).mean() > 0.5
+
+
+def test_keypoints_move_with_the_driver():
+    """The default model's keypoints on the example's driving frames move as the puppet moves."""
+    import torch
+
+    from animate_cli.media.video import open_video
+    from animate_cli.pipeline import Animator
+
+    model = load_checkpoint(resolve_checkpoint("first"))
+    animator = Animator(model, torch.device("cpu"))
+    with open_video(EXAMPLES / "driving.mp4") as reader:
+        frames = [frame.image for frame in reader]
+    values = animator.keypoints(frames).value.numpy()  # (T, K, 2) on [-1, 1]
+    travel = np.abs(values - values[0]).max(axis=0).mean()  # how far each keypoint gets from its start
+    assert travel > 0.02  # more than a pixel of a 128-pixel frame, on average over keypoints
