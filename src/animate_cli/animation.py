@@ -36,7 +36,7 @@ class RunRequest:
     outputs: list[str]
     motion: MotionOptions = field(default_factory=MotionOptions)
     ref_frame: int = 0
-    batch_size: int = 8
+    batch_size: int = 4
     fit: str = "crop"
     driving_box: tuple[int, int, int, int] | None = None
     background: tuple[int, int, int] = (255, 255, 255)

@@ -67,8 +67,8 @@ def parse_color(value: str) -> tuple[int, int, int]:
               help="The result alone, or source | driving | result.")
 @click.option("--output-size", default=None, metavar="WxH", help="Resample output frames to this size.")
 @click.option("--no-audio", is_flag=True, help="Do not copy the driving video's sound.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Driving frames per model call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Driving frames per model call (4 suits 2-core CPUs, see bench/RESULTS.md; 32-64 on a GPU).")
 @device_option
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Compute precision (autocast); fp16 needs a GPU.")
