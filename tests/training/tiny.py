@@ -7,52 +7,43 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TRAIN_CONFIG_YAML = """
-dataset_params:
-  frame_shape: [64, 64, 3]
-  id_sampling: {id_sampling}
-  augmentation_params:
-    flip_param: {{horizontal_flip: true, time_flip: true}}
-    jitter_param: {{brightness: 0.1, contrast: 0.1, saturation: 0.1, hue: 0.1}}
-model_params:
-  common_params: {{num_kp: 5, num_channels: 3, estimate_jacobian: {first_order}}}
-  kp_detector_params: {{temperature: 0.1, block_expansion: 8, max_features: 32, scale_factor: 0.25, num_blocks: 3}}
-  generator_params:
-    block_expansion: 8
-    max_features: 32
-    num_down_blocks: 2
-    num_bottleneck_blocks: 1
-    estimate_occlusion_map: true
-    dense_motion_params: {{block_expansion: 8, max_features: 32, num_blocks: 3, scale_factor: 0.25}}
-  discriminator_params: {{scales: [1], block_expansion: 8, max_features: 32, num_blocks: 4, sn: {sn}, use_kp: true}}
-train_params:
-  num_epochs: 100
-  num_repeats: 2
-  epoch_milestones: [1]
-  lr_generator: {lr}
-  lr_discriminator: {lr}
-  lr_kp_detector: {lr}
-  batch_size: 2
-  scales: [1, 0.5]
-  checkpoint_freq: 1
-  transform_params: {{sigma_affine: 0.05, sigma_tps: 0.005, points_tps: 5}}
-  loss_weights:
-    generator_gan: {generator_gan}
-    discriminator_gan: 1
-    feature_matching: [10, 10, 10, 10]
-    perceptual: [10, 10, 10, 10, 10]
-    equivariance_value: 10
-    equivariance_jacobian: 10
-"""
 
-
-def config_yaml(
+def config_dict(
     generator_gan: float = 0, first_order: bool = True, lr: float = 2e-4, sn: bool = False, id_sampling: bool = False
-) -> str:
-    return TRAIN_CONFIG_YAML.format(
-        generator_gan=generator_gan, first_order=str(first_order).lower(), lr=lr, sn=str(sn).lower(),
-        id_sampling=str(id_sampling).lower(),
+) -> dict:
+    """The suite's tiny networks (``tests.conftest.TINY_CONFIG_YAML``) with a training set-up around them."""
+    import yaml
+
+    from tests.conftest import TINY_CONFIG_YAML
+
+    data = yaml.safe_load(TINY_CONFIG_YAML)
+    model = data["model_params"]
+    model["common_params"]["estimate_jacobian"] = first_order
+    model["discriminator_params"].update(sn=sn, use_kp=True)
+    data["dataset_params"].update(
+        id_sampling=id_sampling,
+        augmentation_params={
+            "flip_param": {"horizontal_flip": True, "time_flip": True},
+            "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1},
+        },
     )
+    data["train_params"] = {
+        "num_epochs": 100, "num_repeats": 2, "epoch_milestones": [1],
+        "lr_generator": lr, "lr_discriminator": lr, "lr_kp_detector": lr,
+        "batch_size": 2, "scales": [1, 0.5], "checkpoint_freq": 1,
+        "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
+        "loss_weights": {
+            "generator_gan": generator_gan, "discriminator_gan": 1, "feature_matching": [10, 10, 10, 10],
+            "perceptual": [10, 10, 10, 10, 10], "equivariance_value": 10, "equivariance_jacobian": 10,
+        },
+    }
+    return data
+
+
+def config_yaml(**options) -> str:
+    import yaml
+
+    return yaml.safe_dump(config_dict(**options), sort_keys=False)
 
 
 def write_config(folder: Path, name: str = "tiny", **options) -> Path:
