@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import pytest
 import torch
@@ -73,7 +74,7 @@ def ddp_worker(rank: int, port: int, out_file: str) -> None:
         if rank == 0:
             torch.save(results, out_file)
     finally:
-        shutdown_distributed()
+        shutdown_distributed(finished=sys.exc_info()[0] is None)
 
 
 def free_port() -> int:

@@ -55,8 +55,13 @@ def init_distributed(context: DistributedContext, device: torch.device) -> bool:
     return True
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(finished: bool = True) -> None:
+    """Leave the process group. ``finished``: every process got here normally, so wait for the others first;
+    gloo aborts a process whose peer closed its sockets while it was still tearing down. After a failure no
+    barrier: the peers may never arrive."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

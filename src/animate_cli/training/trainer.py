@@ -25,6 +25,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -631,7 +632,7 @@ def train(
         )
     finally:
         if joined:
-            shutdown_distributed()
+            shutdown_distributed(finished=sys.exc_info()[0] is None)
 
 
 def _run(
