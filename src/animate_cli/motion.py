@@ -105,13 +105,14 @@ def dense_flow(mask: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
 def warp(image: torch.Tensor, grid: torch.Tensor, align_corners: bool) -> torch.Tensor:
     """Backward warp: output(z) = image(grid(z)) by bilinear sampling, zero outside.
 
-    image: (B, C, H, W); grid: (B, h, w, 2) in (x, y) on [-1, 1]. Returns (B, C, h, w).
+    image: (B, C, H, W); grid: (B, h, w, 2) in (x, y) on [-1, 1]. Returns (B, C, h, w); a batch of 1 on either
+    side is shared by all of the other's (one source warped by B flows).
     ``align_corners=True`` reads ±1 as pixel centres, so ``make_coordinate_grid`` is then the exact identity;
     ``False`` is torch's default since 1.3 and what the published code gets on modern torch (FACTS §11).
     """
-    if grid.shape[0] != image.shape[0]:
-        grid = grid.expand(image.shape[0], *grid.shape[1:]) if grid.shape[0] == 1 else grid
-        image = image.expand(grid.shape[0], *image.shape[1:]) if image.shape[0] == 1 else image
+    batch = max(image.shape[0], grid.shape[0])
+    image = image.expand(batch, *image.shape[1:])
+    grid = grid.expand(batch, *grid.shape[1:])
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
