@@ -91,6 +91,8 @@ class LossWeights:
     perceptual: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0, 10.0)
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
+    # not in the published configs (0 there): pushes keypoints apart, see training.losses.keypoint_separation_loss
+    keypoint_separation: float = 0.0
 
 
 @dataclass(frozen=True)

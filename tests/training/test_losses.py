@@ -18,6 +18,7 @@ from animate_cli.training.losses import (
     equivariance_losses,
     feature_matching_loss,
     generator_gan_loss,
+    keypoint_separation_loss,
 )
 from animate_cli.training.transforms import RandomTransform
 from animate_cli.training.vgg import ENV_VARIABLE, VGG19Features, find_vgg19_weights, load_vgg19
@@ -142,6 +143,22 @@ def test_equivariance_losses_vanish_for_consistent_keypoints():
     assert equivariance_losses(kp, kp, transform, 10, 10)["equivariance_value"].item() > 0
     zeroth = Keypoints(value=kp.value)
     assert set(equivariance_losses(zeroth, zeroth, transform, 10, 10)) == {"equivariance_value"}
+
+
+def test_keypoint_separation_loss_is_largest_for_collapsed_keypoints():
+    collapsed = torch.zeros(2, 4, 2)
+    assert keypoint_separation_loss(collapsed, 10.0).item() == pytest.approx(10.0)  # every pair at distance 0
+    corners = torch.tensor([[[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]]]).repeat(2, 1, 1)
+    assert keypoint_separation_loss(corners, 10.0).item() < 1e-9  # 1 apart: exp(-50) per pair
+    # two keypoints 0.1 apart (one σ), the rest far: 2 of the 12 ordered pairs count, exp(-1/2) each
+    near = corners.clone()
+    near[:, 1] = near[:, 0] + torch.tensor([0.1, 0.0])
+    assert keypoint_separation_loss(near, 1.0).item() == pytest.approx(2 * torch.exp(torch.tensor(-0.5)).item() / 12)
+    spread = torch.zeros(1, 3, 2, requires_grad=True)
+    with torch.no_grad():
+        spread[0, 1, 0] = 0.05
+    keypoint_separation_loss(spread, 1.0).backward()
+    assert spread.grad[0, 1, 0] < 0 < spread.grad[0, 0, 0]  # descending the gradient moves the pair apart
 
 
 def test_lsgan_and_feature_matching():

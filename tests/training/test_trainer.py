@@ -52,6 +52,23 @@ def test_zeroth_order_model_has_no_jacobian_loss():
     assert set(trainer.train_step(*fixed_batch()).losses) == {"reconstruction", "equivariance_value"}
 
 
+def test_keypoint_separation_spreads_collapsed_keypoints():
+    """A heavy separation weight moves the keypoints of a fresh detector apart within a few steps."""
+    trainer = make_trainer(lr=1e-2, keypoint_separation=1000)
+    source, driving = fixed_batch()
+
+    def spread() -> float:
+        with torch.no_grad():
+            kp = trainer.model.kp_detector(driving).value
+        return torch.cdist(kp, kp).mean().item()
+
+    before = spread()
+    history = [trainer.train_step(source, driving).losses for _ in range(8)]
+    assert "keypoint_separation" in history[0]
+    assert history[-1]["keypoint_separation"] < history[0]["keypoint_separation"]
+    assert spread() > before
+
+
 def test_resumed_trainer_continues_exactly(tmp_path):
     source, driving = fixed_batch()
     trainer = make_trainer(generator_gan=1)

@@ -9,7 +9,12 @@ from PIL import Image
 
 
 def config_dict(
-    generator_gan: float = 0, first_order: bool = True, lr: float = 2e-4, sn: bool = False, id_sampling: bool = False
+    generator_gan: float = 0,
+    first_order: bool = True,
+    lr: float = 2e-4,
+    sn: bool = False,
+    id_sampling: bool = False,
+    keypoint_separation: float = 0,
 ) -> dict:
     """The suite's tiny networks (``tests.conftest.TINY_CONFIG_YAML``) with a training set-up around them."""
     import yaml
@@ -35,6 +40,7 @@ def config_dict(
         "loss_weights": {
             "generator_gan": generator_gan, "discriminator_gan": 1, "feature_matching": [10, 10, 10, 10],
             "perceptual": [10, 10, 10, 10, 10], "equivariance_value": 10, "equivariance_jacobian": 10,
+            "keypoint_separation": keypoint_separation,
         },
     }
     return data

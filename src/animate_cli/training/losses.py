@@ -127,6 +127,26 @@ def equivariance_losses(
     return losses
 
 
+# The separation loss's length scale on the [-1, 1] frame: pairs closer than about 2σ (a tenth of the width) pay.
+KEYPOINT_SEPARATION_SIGMA = 0.1
+
+
+def keypoint_separation_loss(kp: torch.Tensor, weight: float, sigma: float = KEYPOINT_SEPARATION_SIGMA) -> torch.Tensor:
+    """w · mean over pairs i ≠ j of exp(−‖kp_i − kp_j‖² / 2σ²), kp: (B, K, 2) on [−1, 1] (needs K >= 2).
+
+    Not part of FOMM's objective (its configs leave the weight at 0). Early in training every keypoint can settle
+    on the subject's centre, where one of them already explains the global motion; the generator is then too blurry
+    to reward spreading out, and training stalls there. This term, the separation loss of Zhang et al. 2018
+    ("Unsupervised discovery of object landmarks as structural representations"), makes that collapse cost.
+    """
+    kp = kp.float()
+    count = kp.shape[1]
+    squared = (kp.unsqueeze(2) - kp.unsqueeze(1)).pow(2).sum(-1)  # (B, K, K)
+    closeness = torch.exp(-squared / (2 * sigma**2))
+    off_diagonal = closeness.sum((1, 2)) - count  # the diagonal holds exp(0) = 1 for each keypoint
+    return weight * off_diagonal.mean() / (count * (count - 1))
+
+
 DiscriminatorOutput = dict[float, tuple[list[torch.Tensor], torch.Tensor]]
 
 

@@ -7,6 +7,8 @@ the source and minimises, summed:
   pyramid: see :mod:`animate_cli.training.losses`);
 * the equivariance losses on the keypoints (and, first order only, their jacobians) under a random affine +
   thin-plate-spline warp of the driving frame (:mod:`animate_cli.training.transforms`);
+* when ``loss_weights.keypoint_separation`` is not 0 (this project's addition, 0 in the published configs), a
+  penalty on keypoints that sit on top of each other;
 * when ``loss_weights.generator_gan`` is not 0, LSGAN + feature matching against a multi-scale discriminator,
   which then takes its own step on the LSGAN discriminator loss.
 
@@ -73,6 +75,7 @@ from animate_cli.training.losses import (
     equivariance_losses,
     feature_matching_loss,
     generator_gan_loss,
+    keypoint_separation_loss,
 )
 from animate_cli.training.panels import save_panel, training_panel
 from animate_cli.training.transforms import RandomTransform
@@ -155,6 +158,10 @@ class GeneratorFullModel(nn.Module):
                 equivariance_losses(
                     kp_driving, kp_transformed, transform, weights.equivariance_value, weights.equivariance_jacobian
                 )
+            )
+        if self.weights.keypoint_separation != 0 and kp_driving.value.shape[1] > 1:
+            losses["keypoint_separation"] = keypoint_separation_loss(
+                torch.cat([kp_source.value, kp_driving.value]), self.weights.keypoint_separation
             )
         if self.weights.generator_gan != 0:
             discriminator: MultiScaleDiscriminator = self.discriminator
