@@ -125,8 +125,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="vox-256,default", help="comma-separated presets and/or 'default'")
     parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=4, help="the pipeline's, as `animate run`'s default")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                        help="the pipeline's precision; auto, as `animate run` (bf16 where native, else fp32)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory", action="store_true", help="also measure 300 vs 3,000 frames (default model)")

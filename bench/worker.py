@@ -85,7 +85,7 @@ def measure_pipeline(model, clip: Path, out_dir: Path, batch_size: int, precisio
         torch.cuda.synchronize()
     model_only = len(frames) / (time.perf_counter() - started)
     return {"frames": result.frames, "fps_end_to_end": end_to_end, "fps_model": model_only,
-            "peak_rss_mb_run": rss_after_run}
+            "peak_rss_mb_run": rss_after_run, "precision": animator.precision}
 
 
 def main() -> None:
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("clip", type=Path)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -107,8 +107,8 @@ def main() -> None:
         else:
             result = measure_pipeline(model, args.clip, Path(tmp), args.batch_size, args.precision, args.device)
     result.update(mode=args.mode, model=args.model, peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(),
-                  batch_size=args.batch_size if args.mode == "pipeline" else 1,
-                  precision=args.precision if args.mode == "pipeline" else "fp32")
+                  batch_size=args.batch_size if args.mode == "pipeline" else 1)
+    result.setdefault("precision", "fp32")  # the reference loop is always fp32; the pipeline's is auto resolved
     if torch.cuda.is_available():
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(result))

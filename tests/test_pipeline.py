@@ -13,6 +13,8 @@ from animate_cli.pipeline import (
     BackgroundWriter,
     MotionOptions,
     batched,
+    choose_precision,
+    has_native_bf16,
     image_to_tensor,
     prefetch,
     resolve_device,
@@ -92,6 +94,18 @@ def test_device_and_precision_refusals(tiny_config):
             resolve_device("cuda:0")
     with pytest.raises(BadInputError, match="fp16 needs a GPU"):
         Animator(perturbed_model(tiny_config), torch.device("cpu"), "fp16")
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(tiny_config):
+    cpu = torch.device("cpu")
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert has_native_bf16(cpu) == native
+    assert choose_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert choose_precision("auto", torch.device("meta")) == "fp32"  # neither CPU nor CUDA: no bf16 assumed
+    assert [choose_precision(name, cpu) for name in ("fp32", "bf16")] == ["fp32", "bf16"]
+    assert Animator(perturbed_model(tiny_config), cpu, "auto").precision == choose_precision("auto", cpu)
+    with pytest.raises(BadInputError, match="unknown precision 'fp8'"):
+        choose_precision("fp8", cpu)
 
 
 def test_batched_and_prefetch_keep_order_and_errors():

@@ -59,13 +59,15 @@ class RunResult:
     fps: float
     seconds: float
     device: str
+    precision: str  # the precision it ran in: fp32, fp16 or bf16 (``auto`` resolved)
     checkpoint: str | None
     ref_frame: int | None = None  # the driving frame mapped onto the source's pose (None: absolute motion)
 
     def to_json(self) -> dict:
         return {
             "output": self.output, "frames": self.frames, "fps": round(self.fps, 3),
-            "seconds": round(self.seconds, 3), "device": self.device, "checkpoint": self.checkpoint,
+            "seconds": round(self.seconds, 3), "device": self.device, "precision": self.precision,
+            "checkpoint": self.checkpoint,
             "ref_frame": self.ref_frame,
         }
 
@@ -269,7 +271,8 @@ def run_animation(
     seconds = time.perf_counter() - started
     return [
         RunResult(output=str(out), frames=frames[slot], fps=done / seconds if seconds > 0 else 0.0,
-                  seconds=seconds, device=str(animator.device), checkpoint=checkpoint,
+                  seconds=seconds, device=str(animator.device), precision=animator.precision,
+                  checkpoint=checkpoint,
                   ref_frame=None if references[slot] is None else references[slot][0])
         for slot, out in enumerate(request.outputs)
     ]

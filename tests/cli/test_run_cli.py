@@ -12,6 +12,7 @@ from PIL import Image
 from animate_cli.cli import cli
 from animate_cli.media.audio import audio_duration
 from animate_cli.media.video import open_video, probe
+from animate_cli.pipeline import choose_precision
 from tests.conftest import perturbed_model
 from tests.media.conftest import VFR_TIMES, make_audio, make_video, pattern
 from tests.test_pipeline import direct
@@ -58,6 +59,7 @@ def test_mp4_with_audio(tmp_path, source_png, clips, tiny_checkpoint):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["output"] == str(out) and report["frames"] == 12 and report["device"] == "cpu"
+    assert report["precision"] == choose_precision("auto", torch.device("cpu"))  # the default, resolved
     assert report["checkpoint"] == str(tiny_checkpoint)
     info = probe(out)
     assert info.frame_count == 12 and info.fps == pytest.approx(25) and info.width == info.height == 64
