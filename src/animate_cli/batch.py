@@ -31,6 +31,7 @@ REQUIRED_FIELDS = ("source", "driving", "output")
 #: Per-job options a row may set, named after ``animate run``'s options (a row may spell them with dashes).
 JOB_OPTIONS = (
     "relative", "adapt_scale", "ref_frame", "fit", "driving_box", "background", "layout", "output_size", "no_audio",
+    "find_best_frame", "best_frame_by", "source_box",
 )
 #: Suffixes read as JSON lines; anything else is CSV unless its first row starts with '{'.
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")

@@ -8,12 +8,13 @@ import subprocess
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from animate_cli.cli import cli
-from animate_cli.media.video import probe
+from animate_cli.media.video import open_video, probe
 from tests.media.conftest import make_video, pattern
 
 
@@ -56,6 +57,29 @@ def test_manifest_rows_set_their_own_options(project, tiny_checkpoint):
     lines = result.stderr.splitlines()
     assert lines[0].split() == ["job", "status", "source", "output", "frames", "seconds", "error"]
     assert lines[-1] == "2 jobs: 2 ok, 0 failed, 0 skipped"
+
+
+def decoded(path: Path) -> list:
+    with open_video(path) as reader:
+        return [frame.image for frame in reader]
+
+
+def test_rows_find_the_best_frame_and_animate_a_box_as_animate_run_does(project, tiny_checkpoint):
+    manifest = project / "jobs.csv"
+    manifest.write_text("source,driving,output,best_frame_by,source_box\n"
+                        "faces/a.png,clips/talk.mp4,out/best.mp4,keypoints,\n"
+                        'faces/b.jpg,clips/talk.mp4,out/box.mp4,,"4,4,40,40"\n')
+    result = invoke("batch", manifest, "-c", tiny_checkpoint, "--json")
+    assert result.exit_code == 0, result.output
+    best, box = reports(result)
+    assert best["ref_frame"] is not None and box["ref_frame"] == 0  # the default reference: the first frame
+    for job, options in ((best, ["--best-frame-by", "keypoints"]), (box, ["--source-box", "4,4,40,40"])):
+        alone = project / "out" / f"alone_{Path(job['output']).name}"
+        single = invoke("run", job["source"], job["driving"], "-o", alone, "-c", tiny_checkpoint, "--json", *options)
+        assert single.exit_code == 0, single.output
+        assert json.loads(single.stdout)["ref_frame"] == job["ref_frame"]
+        assert all(np.array_equal(a, b) for a, b in zip(decoded(alone), decoded(Path(job["output"])), strict=True))
+    assert (probe(box["output"]).width, probe(box["output"]).height) == (80, 60)  # pasted back into the source
 
 
 def test_a_failed_job_is_reported_the_others_go_on_and_skip_existing_resumes(project, tiny_checkpoint, monkeypatch):

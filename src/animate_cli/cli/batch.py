@@ -18,14 +18,13 @@ from animate_cli.batch import JOB_OPTIONS
 from animate_cli.cli import EXIT_CODES_HELP
 from animate_cli.cli.options import checkpoint_options, device_option, json_option, quiet_option
 from animate_cli.cli.progress import frame_progress
-from animate_cli.cli.run import parse_box, parse_color, parse_size, run
+from animate_cli.cli.run import build_request, run
 
 if TYPE_CHECKING:
-    from animate_cli.animation import RunRequest
-    from animate_cli.batch import JobOutcome, JobSpec
+    from animate_cli.batch import JobOutcome
 
 # options of `animate run` that apply to the whole batch rather than to one job
-BATCH_RUN_OPTIONS = ("batch_size", "precision", "threads", "overwrite")
+BATCH_RUN_OPTIONS = ("batch_size", "precision", "threads", "landmarks_weights", "overwrite")
 _RUN_PARAMS = {param.name: param for param in run.params}
 # run's per-job options as a command of their own: "parsing" it with a row's values as its defaults checks and
 # converts them exactly as `animate run` checks its command line
@@ -45,33 +44,7 @@ def run_options(*names: str):
 def job_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     """The per-job options with ``values`` (command-line values, CSV cells or JSON values) checked and converted
     as ``animate run`` does. Raises click.UsageError naming the bad option."""
-    settings = _JOB_COMMAND.make_context("job", [], default_map=dict(values)).params
-    settings["driving_box"] = parse_box(settings["driving_box"], "--driving-box")
-    settings["background"] = parse_color(settings["background"])
-    settings["output_size"] = parse_size(settings["output_size"])
-    return settings
-
-
-def job_request(spec: JobSpec, settings: Mapping[str, Any], batch_size: int, overwrite: bool) -> RunRequest:
-    """The one-source request of a job, from its checked :func:`job_settings`."""
-    from animate_cli.animation import RunRequest
-    from animate_cli.pipeline import MotionOptions
-
-    return RunRequest(
-        sources=[spec.source],
-        driving=spec.driving,
-        outputs=[spec.output],
-        motion=MotionOptions(relative=settings["relative"], adapt_scale=settings["adapt_scale"]),
-        ref_frame=settings["ref_frame"],
-        batch_size=batch_size,
-        fit=settings["fit"],
-        driving_box=settings["driving_box"],
-        background=settings["background"],
-        layout=settings["layout"],
-        output_size=settings["output_size"],
-        audio=not settings["no_audio"],
-        overwrite=overwrite,
-    )
+    return _JOB_COMMAND.make_context("job", [], default_map=dict(values)).params
 
 
 @run_options(*JOB_OPTIONS, *BATCH_RUN_OPTIONS)
@@ -92,14 +65,16 @@ def job_request(spec: JobSpec, settings: Mapping[str, Any], batch_size: int, ove
 @click.pass_context
 def batch(ctx: click.Context, manifest: str | None, sources: tuple[str, ...], driving: str | None, output: str | None,
           skip_existing: bool, checkpoint: str | None, config: str | None, align_corners: bool | None, device: str,
-          as_json: bool, quiet: bool, batch_size: int, precision: str, threads: int | None, overwrite: bool,
+          as_json: bool, quiet: bool, batch_size: int, precision: str, threads: int | None,
+          landmarks_weights: str | None, overwrite: bool,
           **job_options: Any) -> None:
     """Run many animations with one loaded model: the jobs of a MANIFEST, or every --sources image.
 
     MANIFEST is CSV with a header row, or JSON lines (.jsonl), one job per row: source, driving, output, and
     optionally the per-job options below (relative, adapt_scale, ref_frame, fit, driving_box, background,
-    layout, output_size, no_audio); empty cells keep the command line's value. Relative paths are relative to
-    the manifest's folder. Jobs run in order; a failed job is reported and the others go on.
+    layout, output_size, no_audio, find_best_frame, best_frame_by, source_box); empty cells keep the command
+    line's value. Relative paths are relative to the manifest's folder. Jobs run in order; a failed job is
+    reported and the others go on.
 
     \b
     Examples:
@@ -124,14 +99,17 @@ def batch(ctx: click.Context, manifest: str | None, sources: tuple[str, ...], dr
     else:
         raise BadInputError("give a MANIFEST, or --sources GLOB with --driving VIDEO and -o FOLDER")
 
-    job_settings(job_options)  # a bad command-line value is a usage error of its own, not every row's
+    # a bad command-line value is a usage error of its own, not every row's
+    build_request([], Path(), [], job_settings(job_options), batch_size, overwrite, landmarks_weights)
     jobs = []
     for number, spec in enumerate(specs, start=1):
         try:
             settings = job_settings({**job_options, **spec.options})
+            request = build_request([spec.source], spec.driving, [spec.output], settings, batch_size, overwrite,
+                                    landmarks_weights)
         except click.UsageError as error:
             raise BadInputError(f"{spec.where}: {error.format_message()}") from None
-        jobs.append(BatchJob(number, spec, job_request(spec, settings, batch_size, overwrite)))
+        jobs.append(BatchJob(number, spec, request))
 
     from animate_cli.batch import run_job
     from animate_cli.checkpoint import load_checkpoint, resolve_checkpoint

@@ -3,12 +3,57 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from animate_cli.cli import EXIT_CODES_HELP
 from animate_cli.cli.options import checkpoint_options, device_option, json_option, quiet_option
 from animate_cli.cli.progress import frame_progress
+
+if TYPE_CHECKING:
+    from animate_cli.animation import RunRequest
+
+
+def build_request(
+    sources: list[Path],
+    driving: Path,
+    outputs: list[str],
+    options: Mapping[str, Any],
+    batch_size: int,
+    overwrite: bool,
+    landmarks_weights: str | None,
+) -> RunRequest:
+    """The request for ``options``, the values of ``animate run``'s per-job options (``animate_cli.batch.JOB_OPTIONS``) as Click
+    converted them: the one place they become a :class:`RunRequest`, for `animate run` and each `animate batch` job.
+
+    Raises click.BadParameter (a usage error) naming a malformed box, size or colour.
+    """
+    from animate_cli.animation import RunRequest
+    from animate_cli.pipeline import MotionOptions
+
+    source_box = options["source_box"]
+    return RunRequest(
+        sources=sources,
+        driving=driving,
+        outputs=outputs,
+        motion=MotionOptions(relative=options["relative"], adapt_scale=options["adapt_scale"]),
+        ref_frame=options["ref_frame"],
+        batch_size=batch_size,
+        fit=options["fit"],
+        driving_box=parse_box(options["driving_box"], "--driving-box"),
+        background=parse_color(options["background"]),
+        layout=options["layout"],
+        output_size=parse_size(options["output_size"]),
+        audio=not options["no_audio"],
+        overwrite=overwrite,
+        find_best_frame=options["find_best_frame"] or options["best_frame_by"] is not None,
+        best_frame_by=options["best_frame_by"],
+        landmarks_weights=None if landmarks_weights is None else Path(landmarks_weights),
+        source_box=source_box if source_box in (None, "auto") else parse_box(source_box, "--source-box"),
+    )
 
 
 def parse_box(value: str | None, name: str) -> tuple[int, int, int, int] | None:
@@ -94,9 +139,8 @@ def parse_color(value: str) -> tuple[int, int, int]:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @json_option
 @quiet_option
-def run(inputs, output, checkpoint, config, align_corners, relative, adapt_scale, ref_frame, fit, driving_box,
-        background, layout, output_size, no_audio, batch_size, device, precision, threads, find_best_frame,
-        best_frame_by, landmarks_weights, source_box, compile_model, overwrite, as_json, quiet):
+def run(inputs, output, checkpoint, config, align_corners, batch_size, device, precision, threads, landmarks_weights,
+        compile_model, overwrite, as_json, quiet, **job_options):
     """Animate SOURCE image(s) with the motion of the DRIVING video (or folder of frames).
 
     \b
@@ -107,34 +151,14 @@ def run(inputs, output, checkpoint, config, align_corners, relative, adapt_scale
       animate run face.png speech.mp4 --find-best-frame
       animate run portrait.jpg speech.mp4 --source-box auto -o portrait_talks.mp4
     """
-    from pathlib import Path
-
-    from animate_cli.animation import RunRequest, check_inputs, plan_outputs, run_animation
+    from animate_cli.animation import check_inputs, plan_outputs, run_animation
     from animate_cli.errors import BadInputError
-    from animate_cli.pipeline import MotionOptions
 
     if len(inputs) < 2:
         raise BadInputError("need at least one SOURCE image and a DRIVING video")
     sources, driving = [Path(p) for p in inputs[:-1]], Path(inputs[-1])
-    request = RunRequest(
-        sources=sources,
-        driving=driving,
-        outputs=plan_outputs(sources, driving, output),
-        motion=MotionOptions(relative=relative, adapt_scale=adapt_scale),
-        ref_frame=ref_frame,
-        batch_size=batch_size,
-        fit=fit,
-        driving_box=parse_box(driving_box, "--driving-box"),
-        background=parse_color(background),
-        layout=layout,
-        output_size=parse_size(output_size),
-        audio=not no_audio,
-        overwrite=overwrite,
-        find_best_frame=find_best_frame or best_frame_by is not None,
-        best_frame_by=best_frame_by,
-        landmarks_weights=None if landmarks_weights is None else Path(landmarks_weights),
-        source_box=source_box if source_box in (None, "auto") else parse_box(source_box, "--source-box"),
-    )
+    request = build_request(sources, driving, plan_outputs(sources, driving, output), job_options,
+                            batch_size=batch_size, overwrite=overwrite, landmarks_weights=landmarks_weights)
     check_inputs(request)  # every bad input is reported before the model is loaded
 
     from animate_cli.checkpoint import load_checkpoint, resolve_checkpoint
