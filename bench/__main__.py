@@ -6,7 +6,7 @@ sides of a comparison run back to back in this one invocation, and the table rep
     python -m bench                         # vox-256 (random weights) and the default model, 32 frames, CPU
     python -m bench --models default --frames 64 --batch-size 8
     python -m bench --memory                # peak memory of the pipeline on 300 vs 3,000 driving frames
-    python -m bench --device cuda --precision bf16 --batch-size 64
+    python -m bench --device cuda --precision bf16 --batch-size 64 --compile
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def compare(spec: str, frames: int, args: argparse.Namespace, folder: Path) -> l
     if args.threads:
         options += ["--threads", str(args.threads)]
     reference = run_worker("reference", spec, str(clip), *options)
-    pipeline = run_worker("pipeline", spec, str(clip), *options)
+    pipeline = run_worker("pipeline", spec, str(clip), *options, *(["--compile"] if args.compile else []))
     return [reference, pipeline]
 
 
@@ -116,8 +116,9 @@ def print_comparison(model: str, reference: dict, pipeline: dict) -> None:
           f"{pipeline['peak_rss_mb'] / reference['peak_rss_mb']:.2f}x |")
     if "peak_gpu_mb" in pipeline:
         print(f"| peak GPU memory (MB) | {reference['peak_gpu_mb']:.0f} | {pipeline['peak_gpu_mb']:.0f} | |")
+    compiled = ", torch.compile (its compilation counts in end to end)" if pipeline.get("compiled") else ""
     print(f"| settings | batch 1, fp32 | batch {pipeline['batch_size']}, {pipeline['precision']}, "
-          f"{pipeline['threads']} threads | |")
+          f"{pipeline['threads']} threads{compiled} | |")
 
 
 def main() -> None:
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="the pipeline's precision; auto, as `animate run` (bf16 where native, else fp32)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="the pipeline with `animate run --compile`")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory", action="store_true", help="also measure 300 vs 3,000 frames (default model)")
     parser.add_argument("--startup", action="store_true", help="also time `animate --help` and a one-frame run")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU comparison of the performance issue, in one go (< 8 minutes on one H100/H200):
 # the published demo's per-frame loop vs animate run's pipeline on the same random vox-256 weights,
-# end to end (mp4 in, mp4 with audio out) and model only, fp32 and bf16, plus the default model.
+# end to end (mp4 in, mp4 with audio out) and model only, fp32, bf16 and compiled bf16, plus the default model.
 #
 # Needs torch with CUDA and this repository; PyAV may come as wheels in .whl/ (see bench/RESULTS.md):
 #   bash bench/gpu.sh
@@ -16,4 +16,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 32 --precision fp32
 python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 64 --precision bf16
+# compiled (the model-only target): the best batch size of these two
+python3 -m bench --device cuda --models vox-256 --frames 512 --batch-size 64 --precision bf16 --compile
+python3 -m bench --device cuda --models vox-256 --frames 512 --batch-size 128 --precision bf16 --compile
 python3 -m bench --device cuda --models default --frames 256 --batch-size 64 --precision bf16

@@ -50,7 +50,10 @@ def measure_reference(model, clip: Path, out_dir: Path) -> dict:
     }
 
 
-def measure_pipeline(model, clip: Path, out_dir: Path, batch_size: int, precision: str, device: str) -> dict:
+def measure_pipeline(
+    model, clip: Path, out_dir: Path, batch_size: int, precision: str, device: str, compile: bool = False
+) -> dict:
+    """End to end (torch.compile's compilation included, when asked for), then model only (after a warm-up)."""
     from animate_cli.animation import RunRequest, run_animation
     from animate_cli.media.images import write_image
     from animate_cli.media.resize import fit_image
@@ -59,7 +62,7 @@ def measure_pipeline(model, clip: Path, out_dir: Path, batch_size: int, precisio
 
     source_path = out_dir / "source.png"
     write_image(source_path, source_image(model.image_size))
-    animator = Animator(model, resolve_device(device), precision)
+    animator = Animator(model, resolve_device(device), precision, compile=compile)
     request = RunRequest(sources=[source_path], driving=clip, outputs=[str(out_dir / "pipeline.mp4")],
                          batch_size=batch_size, overwrite=True)
     started = time.perf_counter()
@@ -67,12 +70,14 @@ def measure_pipeline(model, clip: Path, out_dir: Path, batch_size: int, precisio
     end_to_end = result.frames / (time.perf_counter() - started)
     rss_after_run = peak_rss_mb()
 
-    # model only: the same frames already decoded and fitted (at most 64, to bound memory and time)
+    # model only: the same frames already decoded and fitted (at most 4 batches or 64 frames, to bound memory and
+    # time while a large batch still runs full several times)
+    limit = max(64, 4 * batch_size)
     with open_video(clip) as reader:
         frames = []
         for frame in reader:
             frames.append(fit_image(frame.image, model.image_size, "crop"))
-            if len(frames) == 64:
+            if len(frames) == limit:
                 break
     prepared = [animator.prepare_source(source_image(model.image_size))]
     list(animator.animate(prepared, enumerate(frames[:batch_size]), None, MotionOptions(), batch_size))  # warm-up
@@ -85,7 +90,7 @@ def measure_pipeline(model, clip: Path, out_dir: Path, batch_size: int, precisio
         torch.cuda.synchronize()
     model_only = len(frames) / (time.perf_counter() - started)
     return {"frames": result.frames, "fps_end_to_end": end_to_end, "fps_model": model_only,
-            "peak_rss_mb_run": rss_after_run, "precision": animator.precision}
+            "peak_rss_mb_run": rss_after_run, "precision": animator.precision, "compiled": compile}
 
 
 def main() -> None:
@@ -97,6 +102,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="pipeline only: torch.compile the networks")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,7 +111,8 @@ def main() -> None:
         if args.mode == "reference":
             result = measure_reference(model, args.clip, Path(tmp))
         else:
-            result = measure_pipeline(model, args.clip, Path(tmp), args.batch_size, args.precision, args.device)
+            result = measure_pipeline(model, args.clip, Path(tmp), args.batch_size, args.precision, args.device,
+                                      args.compile)
     result.update(mode=args.mode, model=args.model, peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(),
                   batch_size=args.batch_size if args.mode == "pipeline" else 1)
     result.setdefault("precision", "fp32")  # the reference loop is always fp32; the pipeline's is auto resolved
