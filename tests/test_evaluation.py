@@ -25,6 +25,7 @@ from animate_cli.evaluation import (
     flow_from_deformation,
     keypoint_error,
     l1,
+    l1_on_mask,
     load_truth,
     normalized_to_pixels,
     plan_evaluation,
@@ -83,6 +84,21 @@ def test_l1_and_end_point_error_on_known_differences():
     assert math.isnan(end_point_error(prediction, truth, np.zeros((4, 4), dtype=bool)))
     with pytest.raises(ValueError):
         l1(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_l1_on_complementary_masks_adds_up_to_the_l1():
+    prediction = np.zeros((2, 3, 3), dtype=np.float32)
+    target = np.zeros_like(prediction)
+    target[0, 0] = 0.6  # one pixel off by 0.6 in each channel: L1 = 3 * 0.6 / 18
+    mask = np.zeros((2, 3), dtype=bool)
+    mask[0, 0] = True
+    assert l1_on_mask(prediction, target, mask) == pytest.approx(0.1)
+    assert l1_on_mask(prediction, target, ~mask) == 0
+    rng = np.random.default_rng(0)
+    a, b, mask = rng.random((8, 8, 3)), rng.random((8, 8, 3)), rng.random((8, 8)) > 0.5
+    assert l1_on_mask(a, b, mask) + l1_on_mask(a, b, ~mask) == pytest.approx(l1(a, b))
+    with pytest.raises(ValueError, match="shapes differ"):
+        l1_on_mask(a, b, mask[:4])
 
 
 def test_running_mean_weights_its_values():
@@ -172,18 +188,23 @@ def test_ground_truth_metrics_are_measured_on_synthetic_data(result):
 
 
 def test_animation_baselines_match_an_independent_computation(result, dataset):
-    still, driving = [], []
+    still, driving, still_on_subject = [], [], []
     for row in pairs(dataset):
         source = read_clip(dataset / row["source"])[0]
         driving_frames = read_clip(dataset / row["driving"])
+        labels = np.load((dataset / row["target"]).with_suffix(".npz"))["labels"]
         for t, target in enumerate(read_clip(dataset / row["target"])):
             still.append(np.abs(source - target).mean())
             driving.append(np.abs(driving_frames[t] - target).mean())
+            still_on_subject.append((np.abs(source - target).mean(axis=-1) * (labels[t] > 0)).mean())
     score = result.animation
     assert score is not None and score.pairs == 2 and score.frames == 2 * OPTIONS.frames
     assert score.still_source_l1 == pytest.approx(np.mean(still), abs=1e-6)
     assert score.driving_frame_l1 == pytest.approx(np.mean(driving), abs=1e-6)
     assert 0 < score.l1 < 1
+    # the split by the targets' part labels: subject + background is the whole L1
+    assert score.subject_l1 + score.background_l1 == pytest.approx(score.l1, abs=1e-6)
+    assert score.still_source_subject_l1 == pytest.approx(np.mean(still_on_subject), abs=1e-6)
 
 
 def test_json_has_the_documented_sections(result):

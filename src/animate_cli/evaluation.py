@@ -48,6 +48,14 @@ def to_unit(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float32) / 255
 
 
+def l1_on_mask(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """The part of :func:`l1` of two (H, W, 3) frames that comes from the pixels where ``mask`` (H, W) is true:
+    the sum of their errors over every element, so that the parts for ``mask`` and ``~mask`` add up to the L1."""
+    if prediction.shape != target.shape or prediction.shape[:2] != mask.shape:
+        raise ValueError(f"shapes differ: {prediction.shape}, {target.shape} and mask {mask.shape}")
+    return float(np.abs(prediction[mask] - target[mask]).sum(dtype=np.float64) / prediction.size)
+
+
 def l1(prediction: np.ndarray, target: np.ndarray) -> float:
     """Mean absolute difference over every element of two equally shaped float arrays on [0, 1].
 
@@ -173,13 +181,21 @@ class FlowScore:
 
 @dataclass(frozen=True)
 class AnimationScore:
-    """Cross-identity animation L1 over ``frames`` frames of ``pairs`` pairs, and its two baselines."""
+    """Cross-identity animation L1 over ``frames`` frames of ``pairs`` pairs, and its two baselines.
+
+    With the targets' part labels, ``l1`` is also split by where its error lies: ``subject_l1`` (pixels of the
+    target's subject) plus ``background_l1`` (the rest) equals ``l1``; ``still_source_subject_l1`` is the still
+    source's part on the subject. The split tells a model that moves parts badly from one that renders blurrily.
+    """
 
     l1: float
     still_source_l1: float
     driving_frame_l1: float
     pairs: int
     frames: int
+    subject_l1: float | None = None
+    background_l1: float | None = None
+    still_source_subject_l1: float | None = None
 
 
 @dataclass
@@ -361,6 +377,9 @@ class _Evaluation:
         self.reconstruction = RunningMean()
         self.flow = RunningMean()
         self.animation = {name: RunningMean() for name in ("l1", "still_source_l1", "driving_frame_l1")}
+        self.animation_split = {
+            name: RunningMean() for name in ("subject_l1", "background_l1", "still_source_subject_l1")
+        }
         self.reconstruction_rows: list[np.ndarray] = []
         self.animation_rows: list[np.ndarray] = []
         # keypoint samples, one array per batch: predicted keypoints in pixels (B, 2K) and true joints (B, 2J)
@@ -446,12 +465,18 @@ class _Evaluation:
         # the target rides along as the tag of its driving frame
         tagged = (((driving, target), driving) for driving, target in in_step)
         options = MotionOptions(relative=True, adapt_scale=True)
+        target_truth = self.usable_truth(pair.target)
         count = 0
         for (driving, target), (result,) in self.animator.animate([source], tagged, None, options, self.batch_size):
-            truth = to_unit(target)
-            self.animation["l1"].add(l1(to_unit(result), truth))
+            truth, prediction = to_unit(target), to_unit(result)
+            self.animation["l1"].add(l1(prediction, truth))
             self.animation["still_source_l1"].add(l1(still, truth))
             self.animation["driving_frame_l1"].add(l1(to_unit(driving), truth))
+            if target_truth is not None:
+                subject = target_truth["labels"][_truth_rows(target_truth, pair.target, count, 1)][0] > 0
+                self.animation_split["subject_l1"].add(l1_on_mask(prediction, truth, subject))
+                self.animation_split["background_l1"].add(l1_on_mask(prediction, truth, ~subject))
+                self.animation_split["still_source_subject_l1"].add(l1_on_mask(still, truth, subject))
             count += 1
             self.advance(1)
         if len(self.animation_rows) < self.examples:
@@ -502,8 +527,10 @@ def evaluate(
     animation = None
     if plan.pairs:
         pair_frames = sum(state.animate_pair(pair) for pair in plan.pairs)
+        split = {name: mean.mean for name, mean in state.animation_split.items() if mean.weight == pair_frames}
         animation = AnimationScore(
-            **{name: mean.mean for name, mean in state.animation.items()}, pairs=len(plan.pairs), frames=pair_frames
+            **{name: mean.mean for name, mean in state.animation.items()}, pairs=len(plan.pairs), frames=pair_frames,
+            **split,
         )
     rows = state.reconstruction_rows + state.animation_rows
     return EvaluationResult(
@@ -544,6 +571,13 @@ def summary_rows(result: EvaluationResult) -> list[tuple[str, str, str]]:
             ("  still source L1", f"{score.still_source_l1:.4f}", "baseline: the source image at every frame"),
             ("  driving frame L1", f"{score.driving_frame_l1:.4f}", "baseline: the driving frame itself"),
         ]
+        if score.subject_l1 is not None:
+            rows += [
+                ("  of which on the subject", f"{score.subject_l1:.4f}",
+                 f"the still source's: {score.still_source_subject_l1:.4f}"),
+                ("  of which on the background", f"{score.background_l1:.4f}",
+                 f"the still source's: {score.still_source_l1 - score.still_source_subject_l1:.4f}"),
+            ]
     return rows
 
 
