@@ -71,8 +71,18 @@ def memory(spec: str, args: argparse.Namespace, folder: Path) -> list[dict]:
     for frames in (300, 3000):
         clip = make_driving_clip(folder / f"long_{size}_{frames}.mp4", frames, size)
         results.append({"frames_in": frames, **run_worker("pipeline", spec, str(clip), "--batch-size",
-                                                          str(args.batch_size), "--device", args.device)})
+                                                          str(args.batch_size), "--device", args.device,
+                                                          "--precision", args.precision)})
     return results
+
+
+def print_memory(spec: str, short: dict, long: dict) -> None:
+    print(f"\n### memory, {spec}: pipeline peak RSS {short['peak_rss_mb']:.0f} MB for 300 frames, "
+          f"{long['peak_rss_mb']:.0f} MB for 3,000 frames: ratio {long['peak_rss_mb'] / short['peak_rss_mb']:.3f} "
+          f"(frames written {short['frames']} / {long['frames']})")
+    if "peak_gpu_mb" in short:
+        print(f"peak GPU memory {short['peak_gpu_mb']:.0f} MB for 300 frames, {long['peak_gpu_mb']:.0f} MB for "
+              f"3,000 frames: ratio {long['peak_gpu_mb'] / short['peak_gpu_mb']:.3f}")
 
 
 def startup(folder: Path) -> dict[str, float]:
@@ -132,7 +142,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="the pipeline with `animate run --compile`")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--memory", action="store_true", help="also measure 300 vs 3,000 frames (default model)")
+    parser.add_argument("--memory", action="store_true", help="also measure 300 vs 3,000 frames")
+    parser.add_argument("--memory-model", default="default", help="the model --memory runs (default: the shipped one)")
     parser.add_argument("--startup", action="store_true", help="also time `animate --help` and a one-frame run")
     parser.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
     args = parser.parse_args()
@@ -154,11 +165,9 @@ def main() -> None:
             print_comparison(name, reference, pipeline)
             everything[name] = {"reference": reference, "pipeline": pipeline}
         if args.memory:
-            spec = resolve_model("default") or "vox-256"
+            spec = resolve_model(args.memory_model) or "vox-256"
             short, long = memory(spec, args, folder)
-            print(f"\n### memory, {spec}: pipeline peak RSS {short['peak_rss_mb']:.0f} MB for 300 frames, "
-                  f"{long['peak_rss_mb']:.0f} MB for 3,000 frames: ratio {long['peak_rss_mb'] / short['peak_rss_mb']:.3f} "
-                  f"(frames written {short['frames']} / {long['frames']})")
+            print_memory(spec, short, long)
             everything["memory"] = {"300": short, "3000": long}
         if args.startup:
             timing = startup(folder)

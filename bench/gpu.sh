@@ -14,7 +14,8 @@ fi
 export PYTHONPATH=src:${PYTHONPATH:-}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 32 --precision fp32
+python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 32 --precision fp32 \
+  --memory --memory-model vox-256
 python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 64 --precision bf16
 # compiled (the model-only target): the best batch size of these two
 python3 -m bench --device cuda --models vox-256 --frames 512 --batch-size 64 --precision bf16 --compile
