@@ -108,9 +108,6 @@ class TrainParams:
     checkpoint_freq: int = 50
     transform_params: TransformParams = field(default_factory=TransformParams)
     loss_weights: LossWeights = field(default_factory=LossWeights)
-    # not in the published configs (None there): from this epoch on, BatchNorm uses its running statistics, see
-    # animate_cli.training.trainer.Trainer.train_step
-    freeze_batchnorm_from_epoch: int | None = None
 
 
 # -------------------------------------------------------------------------------------------- dataset_params

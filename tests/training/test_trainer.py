@@ -69,30 +69,6 @@ def test_keypoint_separation_spreads_collapsed_keypoints():
     assert spread() > before
 
 
-def test_batchnorm_statistics_freeze_from_the_configured_epoch():
-    def running_means(trainer: Trainer) -> list[torch.Tensor]:
-        return [batchnorm.running_mean.clone() for batchnorm in trainer.batchnorms]
-
-    source, driving = fixed_batch()
-    trainer = make_trainer(freeze_batchnorm_from_epoch=1)
-    assert trainer.batchnorms  # the tiny networks have BatchNorm layers in both networks
-    before = running_means(trainer)
-    trainer.train_step(source, driving)  # epoch 0: statistics still follow the batches
-    assert all(not torch.equal(a, b) for a, b in zip(before, running_means(trainer)))
-    trainer.end_epoch()
-    before = running_means(trainer)
-    weights = [p.clone() for p in trainer.model.generator.parameters()]
-    trainer.train_step(source, driving)  # epoch 1: statistics frozen, the weights (and BN scale/shift) still train
-    assert all(torch.equal(a, b) for a, b in zip(before, running_means(trainer)))
-    assert any(not torch.equal(a, b) for a, b in zip(weights, trainer.model.generator.parameters()))
-    # with frozen statistics a sample's prediction no longer depends on the rest of its batch; before, it did
-    for model, independent in ((trainer, True), (make_trainer(), False)):
-        with torch.no_grad():
-            together = model.generator_full(source, driving, None)[1]["prediction"][:1]
-            alone = model.generator_full(source[:1], driving[:1], None)[1]["prediction"]
-        assert torch.allclose(together, alone, atol=1e-5) == independent
-
-
 def test_resumed_trainer_continues_exactly(tmp_path):
     source, driving = fixed_batch()
     trainer = make_trainer(generator_gan=1)

@@ -15,7 +15,6 @@ def config_dict(
     sn: bool = False,
     id_sampling: bool = False,
     keypoint_separation: float = 0,
-    freeze_batchnorm_from_epoch: int | None = None,
 ) -> dict:
     """The suite's tiny networks (``tests.conftest.TINY_CONFIG_YAML``) with a training set-up around them."""
     import yaml
@@ -38,7 +37,6 @@ def config_dict(
         "lr_generator": lr, "lr_discriminator": lr, "lr_kp_detector": lr,
         "batch_size": 2, "scales": [1, 0.5], "checkpoint_freq": 1,
         "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
-        "freeze_batchnorm_from_epoch": freeze_batchnorm_from_epoch,
         "loss_weights": {
             "generator_gan": generator_gan, "discriminator_gan": 1, "feature_matching": [10, 10, 10, 10],
             "perceptual": [10, 10, 10, 10, 10], "equivariance_value": 10, "equivariance_jacobian": 10,

@@ -12,8 +12,7 @@ the source and minimises, summed:
 * when ``loss_weights.generator_gan`` is not 0, LSGAN + feature matching against a multi-scale discriminator,
   which then takes its own step on the LSGAN discriminator loss.
 
-Adam (β 0.5, 0.999) per network, learning rates ×0.1 at ``epoch_milestones``; BatchNorm statistics frozen from
-``freeze_batchnorm_from_epoch`` on, when set (this project's addition, see :meth:`Trainer.train_step`); an epoch is
+Adam (β 0.5, 0.999) per network, learning rates ×0.1 at ``epoch_milestones``; an epoch is
 ``num_repeats × clips (or identities) / batch_size`` steps. ``RUN_DIR/checkpoint.safetensors`` holds the
 weights plus optimizer and schedule state (resumed automatically), ``RUN_DIR/model.safetensors`` the weights
 alone (for ``animate run --checkpoint``), ``RUN_DIR/log.jsonl`` one JSON object per logged step and
@@ -261,12 +260,6 @@ class Trainer:
         self.model.to(self.device)
         for network in self.model.networks().values():
             network.train()
-        self.batchnorms = [
-            module
-            for name in ("kp_detector", "generator")
-            for module in self.model.networks()[name].modules()
-            if isinstance(module, nn.modules.batchnorm._BatchNorm)
-        ]
         self.generator_full = GeneratorFullModel(self.model, reconstruction, train_params).to(self.device)
         self.discriminator_full = None
         if self.model.discriminator is not None:
@@ -322,21 +315,9 @@ class Trainer:
         return RandomTransform.sample(batch, self.config.train_params.transform_params, generator, self.device)
 
     def train_step(self, source: torch.Tensor, driving: torch.Tensor, visualize: bool = False) -> StepOutput:
-        """One update of every network on this process's batch: source, driving (B, 3, H, W) in [0, 1].
-
-        From ``train_params.freeze_batchnorm_from_epoch`` on, the keypoint detector's and generator's BatchNorm
-        layers normalise with their running statistics and stop updating them (their scale and shift still
-        train). In training mode BatchNorm subtracts the batch's mean, so one sample's prediction depends on the
-        others in its batch: with a small batch of clips of very different colours the generator cannot learn
-        each clip's absolute colours, and at inference (running statistics) it renders them shifted. Frozen
-        statistics end that mismatch for a final stretch of training.
-        """
+        """One update of every network on this process's batch: source, driving (B, 3, H, W) in [0, 1]."""
         if source.shape[0] % self.accumulate:
             raise BadInputError(f"a batch of {source.shape[0]} cannot be split into {self.accumulate} micro-batches")
-        freeze_from = self.config.train_params.freeze_batchnorm_from_epoch
-        frozen_statistics = freeze_from is not None and self.epoch >= freeze_from
-        for batchnorm in self.batchnorms:
-            batchnorm.train(not frozen_statistics)
         sources, drivings = source.chunk(self.accumulate), driving.chunk(self.accumulate)
         totals: dict[str, float] = defaultdict(float)
         kept: list[dict[str, torch.Tensor]] = []
