@@ -26,8 +26,9 @@ def build_request(
     overwrite: bool,
     landmarks_weights: str | None,
 ) -> RunRequest:
-    """The request for ``options``, the values of ``animate run``'s per-job options (``animate_cli.batch.JOB_OPTIONS``) as Click
-    converted them: the one place they become a :class:`RunRequest`, for `animate run` and each `animate batch` job.
+    """The request for ``options``, the values of ``animate run``'s per-job options
+    (``animate_cli.batch.JOB_OPTIONS``) as Click converted them: the one place they become a :class:`RunRequest`,
+    for `animate run` and each `animate batch` job.
 
     Raises click.BadParameter (a usage error) naming a malformed box, size or colour.
     """
