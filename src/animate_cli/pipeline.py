@@ -126,8 +126,9 @@ class Animator:
     """Runs one model over frame batches for one or several prepared sources."""
 
     def __init__(self, model: AnimationModel, device: torch.device, precision: str = "fp32", compile: bool = False):
-        """``precision``: fp32, fp16, bf16 or auto (see :func:`choose_precision`). ``compile`` runs the networks through ``torch.compile`` with static shapes (batches are padded to a
-        constant size), trading a one-time compilation for faster frames on long videos."""
+        """``precision``: fp32, fp16, bf16 or auto (see :func:`choose_precision`). ``compile`` runs the networks
+        through ``torch.compile`` with static shapes (batches are padded to a constant size), trading a one-time
+        compilation for faster frames on long videos."""
         self.precision = choose_precision(precision, device)  # fp32, fp16 or bf16, never auto
         self.model = model.to(device).eval()
         self.device = device
