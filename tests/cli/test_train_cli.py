@@ -65,5 +65,5 @@ def test_help_lists_the_options(runner):
     result = runner.invoke(cli, ["train", "--help"])
     assert result.exit_code == 0
     for option in ("--max-steps", "--epochs", "--batch-size", "--device", "--precision", "--workers",
-                   "--checkpoint-every", "--visualize-every", "--vgg19", "--reconstruction-loss"):
+                   "--checkpoint-every", "--keep-every", "--visualize-every", "--vgg19", "--reconstruction-loss"):
         assert option in result.output

@@ -119,6 +119,20 @@ def test_checkpoint_files(tmp_path):
     assert torch.equal(model.generator.final.weight, tensors["generator.final.weight"])
 
 
+def test_keep_every_keeps_the_model_of_every_nth_step(tmp_path):
+    make_dataset(tmp_path / "data", clips=2)
+    result = train(write_config(tmp_path), tmp_path / "data", tmp_path / "run", max_steps=5, workers=0,
+                   device="cpu", reconstruction_loss="l1", checkpoint_every=1000, keep_every=2)
+    snapshots = sorted(path.name for path in (tmp_path / "run" / "snapshots").iterdir())
+    assert snapshots == ["model_step_0000002.safetensors", "model_step_0000004.safetensors"]
+    early = load_checkpoint(tmp_path / "run" / "snapshots" / snapshots[0])
+    final = load_checkpoint(result.model)
+    assert early.provenance["steps"] == 2 and final.provenance["steps"] == 5
+    assert not torch.equal(early.generator.final.weight, final.generator.final.weight)
+    with pytest.raises(BadInputError, match="keep_every must be at least 1"):
+        train(write_config(tmp_path), tmp_path / "data", tmp_path / "other", keep_every=0)
+
+
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     """4 steps per epoch with a milestone at epoch 1: resuming at step 3 crosses the lr drop and the epoch."""
     make_dataset(tmp_path / "data", clips=2, frames=6)

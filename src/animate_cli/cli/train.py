@@ -62,6 +62,9 @@ def _step_progress(quiet: bool) -> Iterator[Any]:
               help="Data-loading processes. Default: min(4, CPUs); 0 loads in the training process.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Write the checkpoint every N steps (and always at the end or when stopped).")
+@click.option("--keep-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Also keep the model of every N-th step as RUN_DIR/snapshots/model_step_<step>.safetensors "
+              "(model.safetensors is replaced at each save), to evaluate or ship an earlier step.")
 @click.option("--visualize-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Write a panel PNG to RUN_DIR/panels/ every N steps (and at the end).")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True,
@@ -85,6 +88,7 @@ def train(
     precision: str,
     workers: int | None,
     checkpoint_every: int,
+    keep_every: int | None,
     visualize_every: int,
     log_every: int,
     reconstruction_loss: str,
@@ -123,8 +127,8 @@ def train(
         result = run_training(
             config, Path(data_dir), Path(out_dir), max_steps=max_steps, epochs=epochs, batch_size=batch_size,
             accumulate=accumulate, device=device, precision=precision, workers=workers,
-            checkpoint_every=checkpoint_every, visualize_every=visualize_every, log_every=log_every,
-            reconstruction_loss=reconstruction_loss, vgg19_weights=vgg19_weights, seed=seed,
+            checkpoint_every=checkpoint_every, keep_every=keep_every, visualize_every=visualize_every,
+            log_every=log_every, reconstruction_loss=reconstruction_loss, vgg19_weights=vgg19_weights, seed=seed,
             on_start=on_start, on_step=progress_step,
         )
     if not quiet and result.rank == 0:

@@ -83,6 +83,7 @@ from animate_cli.training.transforms import RandomTransform
 Precision = Literal["auto", "fp32", "bf16"]
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
+SNAPSHOT_DIR = "snapshots"  # RUN_DIR/snapshots/model_step_0001500.safetensors, with --keep-every
 LOG_NAME = "log.jsonl"
 TRAINING_STATE_KEY = "training_state"
 ADAM_BETAS = (0.5, 0.999)
@@ -418,15 +419,20 @@ class Trainer:
         self.seed = int(meta["seed"])
         self.started = str(meta["started"])
 
-    def save(self, out_dir: Path, provenance: dict[str, Any]) -> tuple[Path, Path]:
+    def save(self, out_dir: Path, provenance: dict[str, Any], snapshot: bool = False) -> tuple[Path, Path]:
         """``checkpoint.safetensors`` (weights + training state) and ``model.safetensors`` (kp detector and
-        generator only), each written atomically."""
+        generator only), each written atomically; with ``snapshot``, the model also as
+        ``snapshots/model_step_<step>.safetensors``, which later saves leave alone."""
         tensors, meta = self.training_state()
         checkpoint = save_checkpoint(
             self.model, out_dir / CHECKPOINT_NAME, provenance, extra_tensors=tensors,
             extra_metadata={TRAINING_STATE_KEY: json.dumps(meta)},
         )
-        model = save_checkpoint(dataclasses.replace(self.model, discriminator=None), out_dir / MODEL_NAME, provenance)
+        weights = dataclasses.replace(self.model, discriminator=None)
+        model = save_checkpoint(weights, out_dir / MODEL_NAME, provenance)
+        if snapshot:
+            (out_dir / SNAPSHOT_DIR).mkdir(exist_ok=True)
+            save_checkpoint(weights, out_dir / SNAPSHOT_DIR / f"model_step_{self.step:07d}.safetensors", provenance)
         return checkpoint, model
 
     def resume(self, path: Path) -> None:
@@ -592,6 +598,7 @@ def train(
     precision: Precision = "auto",
     workers: int | None = None,
     checkpoint_every: int = 1000,
+    keep_every: int | None = None,
     visualize_every: int = 500,
     log_every: int = 10,
     reconstruction_loss: Literal["auto", "vgg19", "l1"] = "auto",
@@ -606,6 +613,7 @@ def train(
     ``train_params.num_epochs``. ``batch_size`` (default ``train_params.batch_size``) is the global batch,
     split over ``torchrun`` processes and then into ``accumulate`` micro-batches. Checkpoints are written every
     ``checkpoint_every`` steps, at the end, and when SIGINT/SIGTERM stop the run (the signal is then re-raised);
+    every ``keep_every`` steps the model is also kept in ``RUN_DIR/snapshots/`` (the other files are replaced);
     a panel every ``visualize_every`` steps and at the end; a log record every ``log_every`` steps, the first
     and the last. ``workers`` data-loading processes (default min(4, CPUs); 0 loads in this process).
     ``on_start`` and ``on_step`` are called in the main process (rank 0) only.
@@ -616,7 +624,8 @@ def train(
         raise BadInputError(f"{data_dir}: no such data folder")
     for name, value in (
         ("max_steps", max_steps), ("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
-        ("checkpoint_every", checkpoint_every), ("visualize_every", visualize_every), ("log_every", log_every),
+        ("checkpoint_every", checkpoint_every), ("keep_every", keep_every), ("visualize_every", visualize_every),
+        ("log_every", log_every),
     ):
         _positive(name, value)
     if workers is not None and workers < 0:
@@ -633,8 +642,8 @@ def train(
             max_steps=max_steps, epochs=epochs or config.train_params.num_epochs,
             batch_size=batch_size or config.train_params.batch_size, accumulate=accumulate,
             workers=min(4, os.cpu_count() or 1) if workers is None else workers,
-            checkpoint_every=checkpoint_every, visualize_every=visualize_every, log_every=log_every,
-            reconstruction_loss=reconstruction_loss, vgg19_weights=vgg19_weights, seed=seed,
+            checkpoint_every=checkpoint_every, keep_every=keep_every, visualize_every=visualize_every,
+            log_every=log_every, reconstruction_loss=reconstruction_loss, vgg19_weights=vgg19_weights, seed=seed,
             on_start=on_start, on_step=on_step,
         )
     finally:
@@ -656,6 +665,7 @@ def _run(
     accumulate: int,
     workers: int,
     checkpoint_every: int,
+    keep_every: int | None,
     visualize_every: int,
     log_every: int,
     reconstruction_loss: str,
@@ -725,9 +735,9 @@ def _run(
             "animate_cli": __version__,
         }
 
-    def save() -> None:
+    def save(snapshot: bool = False) -> None:
         if writer is not None:
-            trainer.save(out_dir, provenance())
+            trainer.save(out_dir, provenance(), snapshot)
 
     loader = DataLoader(
         dataset, batch_size=process_batch, sampler=sampler, num_workers=workers, drop_last=True,
@@ -767,8 +777,9 @@ def _run(
                         writer.log({"event": "step", **dataclasses.asdict(report)})
                     if result.outputs is not None:
                         writer.panel(step, result.outputs)
-                    if step % checkpoint_every == 0:
-                        save()
+                    snapshot = keep_every is not None and step % keep_every == 0
+                    if step % checkpoint_every == 0 or snapshot:
+                        save(snapshot)
                         saved_step = step
                 if on_step is not None and context.is_main:
                     on_step(report)
