@@ -55,6 +55,8 @@ class GeneratorParams:
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = False
     dense_motion_params: DenseMotionParams | None = None
+    # not in the published configs (false there): Monkey-Net's U-Net skips, see networks.generator
+    skip_connections: bool = False
 
 
 @dataclass(frozen=True)

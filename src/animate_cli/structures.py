@@ -79,11 +79,14 @@ class SourceEncoding:
 
     image: (1, C, H, W) the source in [0, 1]. features: (1, F, h', w') encoder output.
     motion_image: (1, C, h, w) the source downsampled for the dense motion network.
+    skips: the encoder's outputs above the deepest level, finest first ((1, F_l, H / 2^l, W / 2^l) for
+    l = 0 .. num_down_blocks - 1), kept only by a generator with skip connections, else empty.
     """
 
     image: torch.Tensor
     features: torch.Tensor
     motion_image: torch.Tensor
+    skips: tuple[torch.Tensor, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,12 @@ class OcclusionAwareGenerator(nn.Module):
     """Published ``OcclusionAwareGenerator``: same layers, same state-dict keys.
 
     Split in two so the source-only half (``encode_source``) runs once per source, not once per frame.
+
+    ``skip_connections`` (this project's option, off in every published config) makes it the U-Net of Monkey-Net's
+    generator: the encoder's output at each resolution above the deepest, and the source image itself, are warped
+    by the same dense flow, masked by the occlusion map and concatenated into the decoder at that resolution. The
+    decoder then copies what the flow brings along (textured backgrounds, sharp part edges) instead of rebuilding
+    it from the deepest features, and keeps the bottleneck's work for what is occluded in the source.
     """
 
     def __init__(self, common: CommonParams, params: GeneratorParams, align_corners: bool):
@@ -32,11 +38,18 @@ class OcclusionAwareGenerator(nn.Module):
         )
         self.first = SameBlock2d(common.num_channels, expansion, kernel_size=7, padding=3)
         self.down_blocks = nn.ModuleList(DownBlock2d(width(i), width(i + 1)) for i in range(num_down))
-        self.up_blocks = nn.ModuleList(UpBlock2d(width(num_down - i), width(num_down - i - 1)) for i in range(num_down))
+        # with skip connections, every decoder level after the first also reads the warped encoder output of its
+        # resolution, and the last convolution the warped source image too (channels concatenated)
+        self.skip_connections = params.skip_connections
+        skip = 1 if self.skip_connections else 0
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(width(num_down - i) * (1 + skip * (i > 0)), width(num_down - i - 1)) for i in range(num_down)
+        )
         self.bottleneck = nn.Sequential()
         for i in range(params.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width(num_down)))
-        self.final = nn.Conv2d(expansion, common.num_channels, kernel_size=(7, 7), padding=(3, 3))
+        final_in = expansion + skip * (expansion + common.num_channels) if num_down else expansion
+        self.final = nn.Conv2d(final_in, common.num_channels, kernel_size=(7, 7), padding=(3, 3))
 
     def set_align_corners(self, align_corners: bool) -> None:
         self.align_corners = align_corners
@@ -45,9 +58,16 @@ class OcclusionAwareGenerator(nn.Module):
     def encode_source(self, source: torch.Tensor) -> SourceEncoding:
         """source: (B, C, H, W) in [0, 1] -> its encoder features and its dense-motion-resolution image."""
         features = self.first(source)
+        skips = []
         for block in self.down_blocks:
+            skips.append(features)
             features = block(features)
-        return SourceEncoding(image=source, features=features, motion_image=self.dense_motion_network.downsample(source))
+        return SourceEncoding(
+            image=source,
+            features=features,
+            motion_image=self.dense_motion_network.downsample(source),
+            skips=tuple(skips) if self.skip_connections else (),
+        )
 
     def animate(
         self,
@@ -62,17 +82,25 @@ class OcclusionAwareGenerator(nn.Module):
         ``with_deformed`` also returns the full-resolution source warped by the dense flow (visualisation).
         """
         motion = self.dense_motion_network(encoding.motion_image, kp_source, kp_driving, keep_sparse_deformed)
-        features = encoding.features
-        height, width = features.shape[2:]
-        out = warp(features, resize_flow(motion.deformation, height, width), self.align_corners)
-        if motion.occlusion_map is not None:
+
+        def deform(features: torch.Tensor) -> torch.Tensor:
+            """Warp source features by the flow and hide what the occlusion map says is not visible."""
+            out = warp(features, resize_flow(motion.deformation, *features.shape[2:]), self.align_corners)
+            if motion.occlusion_map is None:
+                return out
             occlusion = motion.occlusion_map
             if occlusion.shape[2:] != out.shape[2:]:
                 occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
-            out = out * occlusion
-        out = self.bottleneck(out)
+            return out * occlusion
+
+        out = self.bottleneck(deform(encoding.features))
+        skips = [deform(features) for features in encoding.skips]
         for block in self.up_blocks:
             out = block(out)
+            if skips:
+                out = torch.cat([out, skips.pop()], dim=1)
+        if encoding.skips:
+            out = torch.cat([out, deform(encoding.image)], dim=1)
         prediction = torch.sigmoid(self.final(out))
         deformed = None
         if with_deformed:

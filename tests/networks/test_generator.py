@@ -1,0 +1,76 @@
+"""The generator's skip connections (this project's option): shapes, the warped source reaching the output, round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from animate_cli.checkpoint import build_model, load_checkpoint, save_checkpoint
+from animate_cli.config import parse_config
+from animate_cli.motion import make_coordinate_grid, resize_flow, warp
+from animate_cli.structures import Keypoints
+from tests.conftest import perturbed_model
+
+
+@pytest.fixture
+def skip_config(tiny_config):
+    data = tiny_config.to_dict()
+    data["model_params"]["generator_params"]["skip_connections"] = True
+    return parse_config(data)
+
+
+def test_published_layout_has_no_skips(tiny_config):
+    generator = build_model(tiny_config).generator.eval()
+    encoding = generator.encode_source(torch.rand(1, 3, 64, 64))
+    assert encoding.skips == ()
+    assert generator.final.in_channels == 8
+
+
+def test_skips_are_kept_per_level_and_widen_the_decoder(skip_config):
+    generator = build_model(skip_config).generator.eval()
+    encoding = generator.encode_source(torch.rand(1, 3, 64, 64))
+    # block expansion 8: level 0 at 64x64 with 8 channels, level 1 at 32x32 with 16; the deepest (16x16) is the main path
+    assert [tuple(s.shape) for s in encoding.skips] == [(1, 8, 64, 64), (1, 16, 32, 32)]
+    assert tuple(encoding.features.shape) == (1, 32, 16, 16)
+    assert generator.up_blocks[1].conv.in_channels == 32  # 16 decoded + 16 skipped
+    assert generator.final.in_channels == 8 + 8 + 3  # decoded, skipped level 0, the source image
+    kp = Keypoints(torch.rand(3, 5, 2) * 2 - 1, torch.eye(2).expand(3, 5, 2, 2))
+    output = generator.animate(encoding, kp[0:1], kp)
+    assert output.prediction.shape == (3, 3, 64, 64)
+
+
+def test_the_source_image_reaches_the_last_layer_warped_by_the_flow(skip_config):
+    """An open occlusion map and a last layer that reads only the image channels return sigmoid(source warped by the
+    dense flow at full resolution): the image skip is warped by the same flow, not decoded. Driving = source
+    keypoints makes that flow the identity at the dense-motion resolution, i.e. close to the source."""
+    generator = build_model(skip_config).generator.eval()
+    with torch.no_grad():
+        generator.dense_motion_network.occlusion.weight.zero_()
+        generator.dense_motion_network.occlusion.bias.fill_(30.0)
+        generator.final.weight.zero_()
+        generator.final.bias.zero_()
+        for channel in range(3):
+            generator.final.weight[channel, 16 + channel, 3, 3] = 1.0
+    source = torch.rand(1, 3, 64, 64)
+    kp = Keypoints(torch.rand(1, 5, 2) * 1.6 - 0.8, torch.eye(2).expand(1, 5, 2, 2))
+    with torch.no_grad():
+        output = generator(source, kp, kp)
+    warped = warp(source, resize_flow(output.motion.deformation, 64, 64), align_corners=True)
+    torch.testing.assert_close(output.prediction, torch.sigmoid(warped), atol=1e-5, rtol=0)
+    identity = make_coordinate_grid(16, 16).unsqueeze(0)
+    torch.testing.assert_close(output.motion.deformation, identity, atol=1e-5, rtol=0)
+
+
+def test_save_load_round_trip_keeps_the_skip_layout(tmp_path, skip_config):
+    model = perturbed_model(skip_config)
+    path = tmp_path / "skips.safetensors"
+    save_checkpoint(model, path, provenance={"purpose": "tests"})
+    loaded = load_checkpoint(path)
+    assert loaded.config.model_params.generator_params.skip_connections
+    source = torch.rand(1, 3, 64, 64)
+    kp_source = model.kp_detector(source)
+    kp_driving = model.kp_detector(torch.rand(2, 3, 64, 64))
+    with torch.no_grad():
+        expected = model.generator(source, kp_source, kp_driving).prediction
+        found = loaded.generator(source, kp_source, kp_driving).prediction
+    torch.testing.assert_close(found, expected, atol=0, rtol=0)
