@@ -28,6 +28,8 @@ def metrics_from_evaluation(evaluation: dict) -> dict[str, float]:
         "keypoint_error_px": evaluation.get("keypoints", {}).get("error_px"),
         "flow_epe_px": evaluation.get("flow", {}).get("epe"),
         "animation_l1": animation.get("l1"),
+        "animation_subject_l1": animation.get("subject_l1"),
+        "animation_background_l1": animation.get("background_l1"),
         "still_source_l1": animation.get("still_source_l1"),
         "driving_frame_l1": animation.get("driving_frame_l1"),
     }
