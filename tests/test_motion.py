@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from animate_cli.motion import (
+    blend_warped_source,
     convex_hull_area,
     dense_flow,
     heatmap_covariance,
@@ -163,3 +164,13 @@ def test_gradcheck_of_the_pure_functions():
     image = torch.rand(1, 2, 5, 5, dtype=dtype, requires_grad=True)
     grid = (torch.rand(1, 4, 4, 2, dtype=dtype) * 1.6 - 0.8).requires_grad_()
     assert torch.autograd.gradcheck(lambda i, g: warp(i, g, align_corners=True), (image, grid))
+
+
+def test_blend_takes_the_warped_source_where_copy_is_one_and_the_decoded_colour_where_it_is_zero():
+    warped, decoded = torch.full((1, 3, 2, 2), 0.8), torch.full((1, 3, 2, 2), 0.2)
+    copy = torch.tensor([[[[1.0, 0.0], [0.25, 0.5]]]])
+    out = blend_warped_source(warped, decoded, copy)
+    torch.testing.assert_close(out[0, :, 0, 0], torch.full((3,), 0.8))
+    torch.testing.assert_close(out[0, :, 0, 1], torch.full((3,), 0.2))
+    torch.testing.assert_close(out[0, :, 1, 0], torch.full((3,), 0.35))
+    torch.testing.assert_close(out[0, :, 1, 1], torch.full((3,), 0.5))

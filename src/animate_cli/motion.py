@@ -116,6 +116,16 @@ def warp(image: torch.Tensor, grid: torch.Tensor, align_corners: bool) -> torch.
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
+def blend_warped_source(warped: torch.Tensor, decoded: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+    """Output frame = copy · warped + (1 − copy) · decoded, per pixel.
+
+    warped: (B, C, H, W) the source warped by the dense flow; decoded: (B, C, H, W) the generator's colours;
+    copy: (B, 1, H, W) in [0, 1], where the warped source is right (visible in the source). Copying the warped
+    pixels keeps the source's detail exactly; the decoder only has to paint what the source does not show.
+    """
+    return copy * warped + (1 - copy) * decoded
+
+
 def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Resample a (B, h, w, 2) flow to (B, height, width, 2) bilinearly (the published generator's rule)."""
     if flow.shape[1:3] == (height, width):

@@ -34,15 +34,18 @@ def test_skips_are_kept_per_level_and_widen_the_decoder(skip_config):
     assert tuple(encoding.features.shape) == (1, 32, 16, 16)
     assert generator.up_blocks[1].conv.in_channels == 32  # 16 decoded + 16 skipped
     assert generator.final.in_channels == 8 + 8 + 3  # decoded, skipped level 0, the source image
+    assert generator.final.out_channels == 3 + 1  # colour and the copy mask
     kp = Keypoints(torch.rand(3, 5, 2) * 2 - 1, torch.eye(2).expand(3, 5, 2, 2))
     output = generator.animate(encoding, kp[0:1], kp)
     assert output.prediction.shape == (3, 3, 64, 64)
 
 
-def test_the_source_image_reaches_the_last_layer_warped_by_the_flow(skip_config):
-    """An open occlusion map and a last layer that reads only the image channels return sigmoid(source warped by the
-    dense flow at full resolution): the image skip is warped by the same flow, not decoded. Driving = source
-    keypoints makes that flow the identity at the dense-motion resolution, i.e. close to the source."""
+@pytest.mark.parametrize("copy_logit", [30.0, -30.0])
+def test_the_output_is_the_warped_source_or_the_decoded_colour_as_the_copy_mask_says(skip_config, copy_logit):
+    """A last layer that reads only the image skip (occlusion map held open): colour logits = the warped source,
+    copy logit constant. Copy 1 gives the source warped by the dense flow at full resolution exactly; copy 0 gives
+    sigmoid of that same warped source through the decoder's colour channels. Driving = source keypoints makes
+    the flow the identity at the dense-motion resolution."""
     generator = build_model(skip_config).generator.eval()
     with torch.no_grad():
         generator.dense_motion_network.occlusion.weight.zero_()
@@ -51,12 +54,14 @@ def test_the_source_image_reaches_the_last_layer_warped_by_the_flow(skip_config)
         generator.final.bias.zero_()
         for channel in range(3):
             generator.final.weight[channel, 16 + channel, 3, 3] = 1.0
+        generator.final.bias[3] = copy_logit
     source = torch.rand(1, 3, 64, 64)
     kp = Keypoints(torch.rand(1, 5, 2) * 1.6 - 0.8, torch.eye(2).expand(1, 5, 2, 2))
     with torch.no_grad():
         output = generator(source, kp, kp)
     warped = warp(source, resize_flow(output.motion.deformation, 64, 64), align_corners=True)
-    torch.testing.assert_close(output.prediction, torch.sigmoid(warped), atol=1e-5, rtol=0)
+    expected = warped if copy_logit > 0 else torch.sigmoid(warped)
+    torch.testing.assert_close(output.prediction, expected, atol=1e-5, rtol=0)
     identity = make_coordinate_grid(16, 16).unsqueeze(0)
     torch.testing.assert_close(output.motion.deformation, identity, atol=1e-5, rtol=0)
 

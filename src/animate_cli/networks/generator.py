@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from animate_cli.config import CommonParams, GeneratorParams
-from animate_cli.motion import resize_flow, warp
+from animate_cli.motion import blend_warped_source, resize_flow, warp
 from animate_cli.networks.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from animate_cli.networks.dense_motion import DenseMotionNetwork
 from animate_cli.structures import GeneratorOutput, Keypoints, SourceEncoding
@@ -22,7 +22,9 @@ class OcclusionAwareGenerator(nn.Module):
     generator: the encoder's output at each resolution above the deepest, and the source image itself, are warped
     by the same dense flow, masked by the occlusion map and concatenated into the decoder at that resolution. The
     decoder then copies what the flow brings along (textured backgrounds, sharp part edges) instead of rebuilding
-    it from the deepest features, and keeps the bottleneck's work for what is occluded in the source.
+    it from the deepest features, and keeps the bottleneck's work for what is occluded in the source. Its last
+    layer also predicts a full-resolution copy mask, and the frame is the warped source where the mask says copy
+    and the decoded colour elsewhere (``motion.blend_warped_source``).
     """
 
     def __init__(self, common: CommonParams, params: GeneratorParams, align_corners: bool):
@@ -49,7 +51,8 @@ class OcclusionAwareGenerator(nn.Module):
         for i in range(params.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width(num_down)))
         final_in = expansion + skip * (expansion + common.num_channels) if num_down else expansion
-        self.final = nn.Conv2d(final_in, common.num_channels, kernel_size=(7, 7), padding=(3, 3))
+        # with skip connections, one more output channel: where to copy the warped source instead of the decoded colour
+        self.final = nn.Conv2d(final_in, common.num_channels + skip, kernel_size=(7, 7), padding=(3, 3))
 
     def set_align_corners(self, align_corners: bool) -> None:
         self.align_corners = align_corners
@@ -99,14 +102,17 @@ class OcclusionAwareGenerator(nn.Module):
             out = block(out)
             if skips:
                 out = torch.cat([out, skips.pop()], dim=1)
-        if encoding.skips:
-            out = torch.cat([out, deform(encoding.image)], dim=1)
-        prediction = torch.sigmoid(self.final(out))
         deformed = None
-        if with_deformed:
+        if with_deformed or encoding.skips:
             image = encoding.image
             deformed = warp(image, resize_flow(motion.deformation, *image.shape[2:]), self.align_corners)
-        return GeneratorOutput(prediction=prediction, motion=motion, deformed=deformed)
+        if encoding.skips:
+            out = torch.sigmoid(self.final(torch.cat([out, deform(encoding.image)], dim=1)))
+            colour, copy = out[:, :-1], out[:, -1:]
+            prediction = blend_warped_source(deformed, colour, copy)
+        else:
+            prediction = torch.sigmoid(self.final(out))
+        return GeneratorOutput(prediction=prediction, motion=motion, deformed=deformed if with_deformed else None)
 
     def forward(self, source: torch.Tensor, kp_source: Keypoints, kp_driving: Keypoints, **kwargs) -> GeneratorOutput:
         return self.animate(self.encode_source(source), kp_source, kp_driving, **kwargs)
