@@ -126,11 +126,16 @@ def blend_warped_source(warped: torch.Tensor, decoded: torch.Tensor, copy: torch
     return copy * warped + (1 - copy) * decoded
 
 
-def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resample a (B, h, w, 2) flow to (B, height, width, 2) bilinearly (the published generator's rule)."""
+def resize_flow(flow: torch.Tensor, height: int, width: int, align_corners: bool = False) -> torch.Tensor:
+    """Resample a (B, h, w, 2) flow to (B, height, width, 2) bilinearly.
+
+    ``align_corners=False`` is the published generator's rule. It is exact for grids in the ``align_corners=False``
+    convention, but resizes the corner-aligned identity (``make_coordinate_grid``) into a slight zoom about the
+    centre: from 64 to 128 pixels, half a pixel at the borders. ``align_corners=True`` keeps that identity exact.
+    """
     if flow.shape[1:3] == (height, width):
         return flow
-    resized = F.interpolate(flow.permute(0, 3, 1, 2), size=(height, width), mode="bilinear")
+    resized = F.interpolate(flow.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", align_corners=align_corners)
     return resized.permute(0, 2, 3, 1)
 
 

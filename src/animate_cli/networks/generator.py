@@ -86,14 +86,21 @@ class OcclusionAwareGenerator(nn.Module):
         """
         motion = self.dense_motion_network(encoding.motion_image, kp_source, kp_driving, keep_sparse_deformed)
 
+        # the published rule resizes flow and occlusion half-pixel-centred whatever the grid convention; the skip
+        # layout (copying full-resolution pixels, where a half-pixel zoom shows) resizes them in the model's own
+        resize_corners = self.align_corners and self.skip_connections
+
+        def flow_at(height: int, width: int) -> torch.Tensor:
+            return resize_flow(motion.deformation, height, width, align_corners=resize_corners)
+
         def deform(features: torch.Tensor) -> torch.Tensor:
             """Warp source features by the flow and hide what the occlusion map says is not visible."""
-            out = warp(features, resize_flow(motion.deformation, *features.shape[2:]), self.align_corners)
+            out = warp(features, flow_at(*features.shape[2:]), self.align_corners)
             if motion.occlusion_map is None:
                 return out
             occlusion = motion.occlusion_map
             if occlusion.shape[2:] != out.shape[2:]:
-                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
+                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=resize_corners)
             return out * occlusion
 
         out = self.bottleneck(deform(encoding.features))
@@ -105,7 +112,7 @@ class OcclusionAwareGenerator(nn.Module):
         deformed = None
         if with_deformed or encoding.skips:
             image = encoding.image
-            deformed = warp(image, resize_flow(motion.deformation, *image.shape[2:]), self.align_corners)
+            deformed = warp(image, flow_at(*image.shape[2:]), self.align_corners)
         if encoding.skips:
             out = torch.sigmoid(self.final(torch.cat([out, deform(encoding.image)], dim=1)))
             colour, copy = out[:, :-1], out[:, -1:]
