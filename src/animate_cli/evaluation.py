@@ -417,7 +417,7 @@ class _Evaluation:
         frames = read_frames(clip, self.size)
         first = next(frames)
         source = self.animator.prepare_source(first)
-        features_size = source.encoding.features.shape[2:]
+        generator = self.animator.model.generator
         start = 0
         for batch in batched(itertools.chain([first], frames), self.batch_size):
             kp, output = _reconstruct(self.animator, source, batch)
@@ -426,8 +426,8 @@ class _Evaluation:
             self.reconstruction.add(l1(predicted_frames, to_unit(np.stack(batch))), len(batch))
             if truth is not None:
                 rows = _truth_rows(truth, clip, start, len(batch))
-                # the generator reads the deformation at its feature resolution; so do we
-                deformation = resize_flow(output.motion.deformation.float(), *features_size)
+                # read the deformation at the resolution (and by the rule) the generator makes the frame from it
+                deformation = generator.frame_deformation(output.motion.deformation.float(), (self.size, self.size))
                 flows = flow_from_deformation(deformation, (self.size, self.size), self.align_corners).cpu().numpy()
                 for t, flow in enumerate(flows, start):
                     true_flow, _ = ground_truth_flow(truth, 0, t)

@@ -78,3 +78,13 @@ def test_save_load_round_trip_keeps_the_skip_layout(tmp_path, skip_config):
         expected = model.generator(source, kp_source, kp_driving).prediction
         found = loaded.generator(source, kp_source, kp_driving).prediction
     torch.testing.assert_close(found, expected, atol=0, rtol=0)
+
+
+def test_frame_deformation_is_read_where_the_frame_is_made(tiny_config, skip_config):
+    """Published layout: at the warped features' resolution (64 / 2^2). Skip layout: at the image's, where the
+    identity stays exactly the identity."""
+    identity = make_coordinate_grid(16, 16).unsqueeze(0)
+    published = build_model(tiny_config).generator.frame_deformation(identity, (64, 64))
+    assert published.shape == (1, 16, 16, 2)
+    with_skips = build_model(skip_config).generator.frame_deformation(identity, (64, 64))
+    torch.testing.assert_close(with_skips, make_coordinate_grid(64, 64).unsqueeze(0), atol=1e-6, rtol=0)

@@ -58,6 +58,23 @@ class OcclusionAwareGenerator(nn.Module):
         self.align_corners = align_corners
         self.dense_motion_network.align_corners = align_corners
 
+    @property
+    def resizes_in_own_convention(self) -> bool:
+        """Whether flow and occlusion are resized in the model's grid convention rather than by the published rule.
+
+        The published rule resizes them half-pixel-centred whatever the convention; the skip layout, which copies
+        full-resolution pixels where a half-pixel zoom shows, resizes them in the model's own.
+        """
+        return self.align_corners and self.skip_connections
+
+    def frame_deformation(self, deformation: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """The deformation (B, h, w, 2) as the frame is made from it: at the image's resolution when the source is
+        copied through skip connections, else at the warped features' resolution (``image_size`` / 2^down)."""
+        if self.skip_connections:
+            return resize_flow(deformation, *image_size, align_corners=self.resizes_in_own_convention)
+        scale = 2 ** len(self.down_blocks)
+        return resize_flow(deformation, image_size[0] // scale, image_size[1] // scale)
+
     def encode_source(self, source: torch.Tensor) -> SourceEncoding:
         """source: (B, C, H, W) in [0, 1] -> its encoder features and its dense-motion-resolution image."""
         features = self.first(source)
@@ -86,9 +103,7 @@ class OcclusionAwareGenerator(nn.Module):
         """
         motion = self.dense_motion_network(encoding.motion_image, kp_source, kp_driving, keep_sparse_deformed)
 
-        # the published rule resizes flow and occlusion half-pixel-centred whatever the grid convention; the skip
-        # layout (copying full-resolution pixels, where a half-pixel zoom shows) resizes them in the model's own
-        resize_corners = self.align_corners and self.skip_connections
+        resize_corners = self.resizes_in_own_convention
 
         def flow_at(height: int, width: int) -> torch.Tensor:
             return resize_flow(motion.deformation, height, width, align_corners=resize_corners)
