@@ -25,7 +25,11 @@ def test_shipped_checkpoint_loads_with_complete_metadata(name):
     for key in ("data", "steps", "config", "reconstruction_loss", "metrics", "command"):
         assert key in provenance, key
     assert provenance["steps"] > 0
-    for key in ("reconstruction_l1", "keypoint_error_px", "flow_epe_px", "animation_l1", "still_source_l1"):
+    metrics = (
+        "reconstruction_l1", "keypoint_error_px", "flow_epe_px", "animation_l1", "still_source_l1",
+        "animation_subject_l1", "animation_background_l1",
+    )
+    for key in metrics:
         assert isinstance(provenance["metrics"][key], float), key
 
 
