@@ -135,7 +135,8 @@ def resize_flow(flow: torch.Tensor, height: int, width: int, align_corners: bool
     """
     if flow.shape[1:3] == (height, width):
         return flow
-    resized = F.interpolate(flow.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", align_corners=align_corners)
+    channels_first = flow.permute(0, 3, 1, 2)
+    resized = F.interpolate(channels_first, size=(height, width), mode="bilinear", align_corners=align_corners)
     return resized.permute(0, 2, 3, 1)
 
 

@@ -1,4 +1,4 @@
-"""The generator's skip connections (this project's option): shapes, the warped source reaching the output, round trip."""
+"""The generator's skip connections (this project's option): shapes, the copied source, the round trip."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_published_layout_has_no_skips(tiny_config):
 def test_skips_are_kept_per_level_and_widen_the_decoder(skip_config):
     generator = build_model(skip_config).generator.eval()
     encoding = generator.encode_source(torch.rand(1, 3, 64, 64))
-    # block expansion 8: level 0 at 64x64 with 8 channels, level 1 at 32x32 with 16; the deepest (16x16) is the main path
+    # block expansion 8: level 0 at 64x64 with 8 channels, level 1 at 32x32 with 16; the main path is the deepest
     assert [tuple(s.shape) for s in encoding.skips] == [(1, 8, 64, 64), (1, 16, 32, 32)]
     assert tuple(encoding.features.shape) == (1, 32, 16, 16)
     assert generator.up_blocks[1].conv.in_channels == 32  # 16 decoded + 16 skipped
