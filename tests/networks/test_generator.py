@@ -40,6 +40,16 @@ def test_skips_are_kept_per_level_and_widen_the_decoder(skip_config):
     assert output.prediction.shape == (3, 3, 64, 64)
 
 
+def test_without_down_blocks_the_last_layer_still_reads_the_warped_source(skip_config):
+    data = skip_config.to_dict()
+    data["model_params"]["generator_params"]["num_down_blocks"] = 0
+    generator = build_model(parse_config(data)).generator.eval()
+    assert generator.final.in_channels == 8 + 3 and generator.final.out_channels == 3 + 1
+    kp = Keypoints(torch.rand(2, 5, 2) * 2 - 1, torch.eye(2).expand(2, 5, 2, 2))
+    with torch.no_grad():
+        assert generator(torch.rand(1, 3, 64, 64), kp[0:1], kp).prediction.shape == (2, 3, 64, 64)
+
+
 @pytest.mark.parametrize("copy_logit", [30.0, -30.0])
 def test_the_output_is_the_warped_source_or_the_decoded_colour_as_the_copy_mask_says(skip_config, copy_logit):
     """A last layer that reads only the image skip (occlusion map held open): colour logits = the warped source,

@@ -50,7 +50,7 @@ class OcclusionAwareGenerator(nn.Module):
         self.bottleneck = nn.Sequential()
         for i in range(params.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width(num_down)))
-        final_in = expansion + skip * (expansion + common.num_channels) if num_down else expansion
+        final_in = expansion + skip * (common.num_channels + (expansion if num_down else 0))
         # with skip connections, one more output channel: where to copy the warped source instead of the decoded colour
         self.final = nn.Conv2d(final_in, common.num_channels + skip, kernel_size=(7, 7), padding=(3, 3))
 
@@ -108,15 +108,18 @@ class OcclusionAwareGenerator(nn.Module):
         def flow_at(height: int, width: int) -> torch.Tensor:
             return resize_flow(motion.deformation, height, width, align_corners=resize_corners)
 
-        def deform(features: torch.Tensor) -> torch.Tensor:
-            """Warp source features by the flow and hide what the occlusion map says is not visible."""
-            out = warp(features, flow_at(*features.shape[2:]), self.align_corners)
+        def hide_occluded(warped: torch.Tensor) -> torch.Tensor:
+            """Zero what the occlusion map says the source does not show."""
             if motion.occlusion_map is None:
-                return out
+                return warped
             occlusion = motion.occlusion_map
-            if occlusion.shape[2:] != out.shape[2:]:
-                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=resize_corners)
-            return out * occlusion
+            if occlusion.shape[2:] != warped.shape[2:]:
+                size = warped.shape[2:]
+                occlusion = F.interpolate(occlusion, size=size, mode="bilinear", align_corners=resize_corners)
+            return warped * occlusion
+
+        def deform(features: torch.Tensor) -> torch.Tensor:
+            return hide_occluded(warp(features, flow_at(*features.shape[2:]), self.align_corners))
 
         out = self.bottleneck(deform(encoding.features))
         skips = [deform(features) for features in encoding.skips]
@@ -125,11 +128,11 @@ class OcclusionAwareGenerator(nn.Module):
             if skips:
                 out = torch.cat([out, skips.pop()], dim=1)
         deformed = None
-        if with_deformed or encoding.skips:
+        if with_deformed or self.skip_connections:
             image = encoding.image
             deformed = warp(image, flow_at(*image.shape[2:]), self.align_corners)
-        if encoding.skips:
-            out = torch.sigmoid(self.final(torch.cat([out, deform(encoding.image)], dim=1)))
+        if self.skip_connections:
+            out = torch.sigmoid(self.final(torch.cat([out, hide_occluded(deformed)], dim=1)))
             colour, copy = out[:, :-1], out[:, -1:]
             prediction = blend_warped_source(deformed, colour, copy)
         else:
