@@ -67,13 +67,15 @@ class OcclusionAwareGenerator(nn.Module):
         """
         return self.align_corners and self.skip_connections
 
+    def resize_deformation(self, deformation: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The deformation (B, h, w, 2) at (height, width), by the rule this generator warps with."""
+        return resize_flow(deformation, height, width, align_corners=self.resizes_in_own_convention)
+
     def frame_deformation(self, deformation: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """The deformation (B, h, w, 2) as the frame is made from it: at the image's resolution when the source is
         copied through skip connections, else at the warped features' resolution (``image_size`` / 2^down)."""
-        if self.skip_connections:
-            return resize_flow(deformation, *image_size, align_corners=self.resizes_in_own_convention)
-        scale = 2 ** len(self.down_blocks)
-        return resize_flow(deformation, image_size[0] // scale, image_size[1] // scale)
+        scale = 1 if self.skip_connections else 2 ** len(self.down_blocks)
+        return self.resize_deformation(deformation, image_size[0] // scale, image_size[1] // scale)
 
     def encode_source(self, source: torch.Tensor) -> SourceEncoding:
         """source: (B, C, H, W) in [0, 1] -> its encoder features and its dense-motion-resolution image."""
@@ -106,7 +108,7 @@ class OcclusionAwareGenerator(nn.Module):
         resize_corners = self.resizes_in_own_convention
 
         def flow_at(height: int, width: int) -> torch.Tensor:
-            return resize_flow(motion.deformation, height, width, align_corners=resize_corners)
+            return self.resize_deformation(motion.deformation, height, width)
 
         def hide_occluded(warped: torch.Tensor) -> torch.Tensor:
             """Zero what the occlusion map says the source does not show."""
