@@ -27,8 +27,10 @@ from animate_cli.evaluation import (
     l1,
     l1_on_mask,
     load_truth,
+    matrix_errors,
     normalized_to_pixels,
     plan_evaluation,
+    true_local_motion,
     write_report,
 )
 from animate_cli.motion import make_coordinate_grid, warp
@@ -99,6 +101,31 @@ def test_l1_on_complementary_masks_adds_up_to_the_l1():
     assert l1_on_mask(a, b, mask) + l1_on_mask(a, b, ~mask) == pytest.approx(l1(a, b))
     with pytest.raises(ValueError, match="shapes differ"):
         l1_on_mask(a, b, mask[:4])
+
+
+def rotation(degrees: float, scale: float = 1.0) -> np.ndarray:
+    angle = np.radians(degrees)
+    return scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+
+def test_true_local_motion_is_the_part_motion_under_each_point_and_the_identity_elsewhere():
+    # part 0 turns by 30° and grows 1.2x from the driving frame to the source; part 1 only moves across
+    driving = np.array([np.hstack([rotation(10), [[20.0], [20.0]]]), np.hstack([np.eye(2), [[5.0], [5.0]]])])
+    source = np.array([np.hstack([rotation(40, 1.2), [[25.0], [18.0]]]), np.hstack([np.eye(2), [[9.0], [1.0]]])])
+    labels = np.zeros((32, 32), dtype=np.uint8)
+    labels[15:25, 15:25] = 1
+    labels[0:10, 0:10] = 2
+    points = np.array([[20.2, 19.8], [4.0, 6.0], [28.0, 3.0], [-3.0, 40.0]])  # part 0, part 1, background, outside
+    maps, on_subject = true_local_motion(source, driving, labels, points)
+    assert on_subject.tolist() == [True, True, False, False]
+    np.testing.assert_allclose(maps[0], rotation(30, 1.2), atol=1e-12)
+    np.testing.assert_allclose(maps[1:], np.broadcast_to(np.eye(2), (3, 2, 2)), atol=1e-12)
+
+
+def test_matrix_errors_are_frobenius_norms():
+    truth = np.stack([np.eye(2), rotation(90)])
+    predicted = np.stack([np.eye(2), np.eye(2)])
+    np.testing.assert_allclose(matrix_errors(predicted, truth), [0.0, 2.0])  # |I - R(90°)| = sqrt(1+1+1+1)
 
 
 def test_running_mean_weights_its_values():
@@ -184,7 +211,22 @@ def test_ground_truth_metrics_are_measured_on_synthetic_data(result):
     assert result.keypoints.fit_frames == 4 * OPTIONS.frames  # every frame of the 4 train clips
     assert math.isfinite(result.keypoints.error_px) and result.keypoints.error_px >= 0
     assert result.flow is not None and result.flow.pixels > 0 and result.flow.epe >= 0
+    motion = result.local_motion
+    assert motion is not None and 0 < motion.on_subject <= 1 and motion.samples > 0
+    assert motion.error >= 0 and motion.identity_error > 0  # the puppets' parts turn
     assert result.notes == []
+
+
+def test_a_first_order_model_is_scored_by_its_jacobians_and_a_zeroth_order_one_by_the_identity(model, dataset):
+    from animate_cli.config import config_from_yaml
+    from tests.conftest import TINY_CONFIG_YAML
+
+    zeroth_yaml = TINY_CONFIG_YAML.replace("estimate_jacobian: true", "estimate_jacobian: false")
+    zeroth_model = perturbed_model(config_from_yaml(zeroth_yaml, name="tiny-zeroth"))
+    first = evaluate(model, dataset, max_videos=1).local_motion
+    zeroth = evaluate(zeroth_model, dataset, max_videos=1).local_motion
+    assert first.error != pytest.approx(first.identity_error)
+    assert zeroth.error == pytest.approx(zeroth.identity_error)
 
 
 def test_animation_baselines_match_an_independent_computation(result, dataset):
@@ -211,6 +253,7 @@ def test_json_has_the_documented_sections(result):
     found = json.loads(json.dumps(result.to_json()))
     assert set(found["reconstruction"]) == {"l1", "frames", "videos"}
     assert set(found["keypoints"]) >= {"error_px"} and set(found["flow"]) >= {"epe"}
+    assert set(found["local_motion"]) == {"error", "identity_error", "on_subject", "samples"}
     assert set(found["animation"]) >= {"l1", "still_source_l1", "driving_frame_l1", "pairs"}
     assert found["split"] == "test" and found["notes"] == []
 

@@ -5,7 +5,9 @@
   averaged over all frames of all clips.
 * With ground truth (a ``.npz`` beside each clip, as ``animate data synth`` writes), beyond the paper: a keypoint
   error in pixels (an AKD analogue through a fitted affine map), the dense flow's end-point error on the subject,
-  and cross-identity animation L1 against rendered targets (``<split>/pairs.csv``) next to two trivial baselines.
+  the error of the keypoints' local linear motion (the first order's jacobians, the zeroth order's identity)
+  against the true motion of the part under each keypoint, and cross-identity animation L1 against rendered
+  targets (``<split>/pairs.csv``) next to two trivial baselines.
 
 The metric functions at the top are pure; :func:`evaluate` streams one clip at a time through the model and them.
 """
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from animate_cli.checkpoint import AnimationModel
-from animate_cli.data.puppets import flow_visibility, ground_truth_flow
+from animate_cli.data.puppets import flow_visibility, ground_truth_flow, part_motion_maps
 from animate_cli.errors import BadInputError
 from animate_cli.media.images import is_image_path, read_image, write_image
 from animate_cli.media.resize import fit_image
@@ -136,6 +138,29 @@ def keypoint_error(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(predicted.astype(np.float64) - truth, axis=-1).mean())
 
 
+def true_local_motion(
+    affines_source: np.ndarray, affines_driving: np.ndarray, labels_driving: np.ndarray, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The linear part of the exact backward motion (driving frame -> source frame) at each driving point.
+
+    affines_source, affines_driving: (P, 2, 3) part-local -> pixel in each frame; labels_driving: (H, W) part
+    labels of the driving frame (part + 1, 0 the background); points: (N, 2) pixel (x, y) in the driving frame.
+    Returns the (N, 2, 2) maps, which are what J_src J_drv⁻¹ of seed eq. 4.1 models at a keypoint on that part,
+    and on_subject: (N,) bool, the points whose nearest pixel shows a part (the others get the identity).
+    """
+    height, width = labels_driving.shape
+    columns, rows = np.rint(points[:, 0]).astype(np.int64), np.rint(points[:, 1]).astype(np.int64)
+    inside = (columns >= 0) & (columns < width) & (rows >= 0) & (rows < height)
+    labels = np.where(inside, labels_driving[rows.clip(0, height - 1), columns.clip(0, width - 1)], 0)
+    maps = part_motion_maps(affines_source, affines_driving)[labels]
+    return maps[:, :, :2], labels > 0
+
+
+def matrix_errors(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Frobenius norms |predicted - truth| of (N, 2, 2) matrices: (N,)."""
+    return np.linalg.norm((predicted.astype(np.float64) - truth).reshape(len(truth), -1), axis=-1)
+
+
 @dataclass
 class RunningMean:
     """A weighted mean built one value at a time (each value may itself be a mean over ``weight`` items)."""
@@ -180,6 +205,23 @@ class FlowScore:
 
 
 @dataclass(frozen=True)
+class LocalMotionScore:
+    """Each keypoint's local linear motion against the true motion of the part under it (seed eq. 4.1).
+
+    ``error``: mean Frobenius |J_src J_drv⁻¹ - A| over ``samples`` (frame, keypoint) pairs whose driving
+    keypoint lies on the subject, A the linear part of that part's exact driving -> source map; a zeroth-order
+    model's local motion is the identity. ``identity_error``: the identity's error on the same samples, so a
+    first-order model's jacobians help where ``error`` is below it. ``on_subject``: the fraction of keypoints that
+    lie on the subject at all (the others track the background or nothing).
+    """
+
+    error: float
+    identity_error: float
+    on_subject: float
+    samples: int
+
+
+@dataclass(frozen=True)
 class AnimationScore:
     """Cross-identity animation L1 over ``frames`` frames of ``pairs`` pairs, and its two baselines.
 
@@ -211,6 +253,7 @@ class EvaluationResult:
     reconstruction: ReconstructionScore
     keypoints: KeypointScore | None = None
     flow: FlowScore | None = None
+    local_motion: LocalMotionScore | None = None
     animation: AnimationScore | None = None
     notes: list[str] = field(default_factory=list)
     examples: np.ndarray | None = field(default=None, repr=False)
@@ -224,7 +267,7 @@ class EvaluationResult:
             "split": self.split,
             "reconstruction": asdict(self.reconstruction),
         }
-        for name in ("keypoints", "flow", "animation"):
+        for name in ("keypoints", "flow", "local_motion", "animation"):
             score = getattr(self, name)
             if score is not None:
                 found[name] = asdict(score)
@@ -376,6 +419,7 @@ class _Evaluation:
         self.notes: list[str] = []
         self.reconstruction = RunningMean()
         self.flow = RunningMean()
+        self.local_motion = {name: RunningMean() for name in ("error", "identity_error", "on_subject")}
         self.animation = {name: RunningMean() for name in ("l1", "still_source_l1", "driving_frame_l1")}
         self.animation_split = {
             name: RunningMean() for name in ("subject_l1", "background_l1", "still_source_subject_l1")
@@ -434,6 +478,7 @@ class _Evaluation:
                     valid = flow_visibility(truth, true_flow, 0, t)
                     if valid.any():
                         self.flow.add(end_point_error(flow, true_flow, valid), int(valid.sum()))
+                self.add_local_motion(truth, source.kp, kp, start)
                 self.test_samples[0].append(self.keypoint_pixels(kp))
                 self.test_samples[1].append(truth["joints"][rows].reshape(len(batch), -1))
             start += len(batch)
@@ -442,6 +487,38 @@ class _Evaluation:
             last, last_prediction = batch[-1], tensor_to_images(prediction[-1:])[0]
             self.reconstruction_rows.append(np.concatenate([first, last, last_prediction, last], axis=1))
         return start
+
+    def add_local_motion(self, truth: dict[str, np.ndarray], kp_source: Keypoints, kp_driving: Keypoints,
+                         start: int) -> None:
+        """Local-motion samples of driving frames ``start`` .. ``start + B`` of a clip whose frame 0 is the source."""
+        points = self.keypoint_pixels(kp_driving).reshape(kp_driving.batch_size, kp_driving.num_kp, 2)
+        if kp_driving.jacobian is not None and kp_source.jacobian is not None:
+            # the linear part of the first-order motion T_k (seed eq. 4.1); the grid's scale cancels out of it
+            jacobians = kp_source.jacobian.float() @ torch.inverse(kp_driving.jacobian.float())
+            local = jacobians.cpu().numpy()
+        else:
+            local = np.broadcast_to(np.eye(2), (*points.shape[:2], 2, 2))
+        affines, labels = truth["affines"], truth["labels"]
+        for t, (frame_points, frame_local) in enumerate(zip(points, local), start):
+            true_maps, on_subject = true_local_motion(affines[0], affines[t], labels[t], frame_points)
+            self.local_motion["on_subject"].add(float(on_subject.mean()), len(on_subject))
+            count = int(on_subject.sum())
+            if count:
+                true_maps = true_maps[on_subject]
+                self.local_motion["error"].add(float(matrix_errors(frame_local[on_subject], true_maps).mean()), count)
+                identity = np.broadcast_to(np.eye(2), true_maps.shape)
+                self.local_motion["identity_error"].add(float(matrix_errors(identity, true_maps).mean()), count)
+
+    def local_motion_score(self) -> LocalMotionScore | None:
+        error, identity_error, on_subject = self.local_motion.values()
+        if not on_subject.weight:
+            return None
+        if not error.weight:
+            self.note("no keypoint lies on the subject in any frame: local motion error skipped")
+            return None
+        return LocalMotionScore(
+            error=error.mean, identity_error=identity_error.mean, on_subject=on_subject.mean, samples=int(error.weight)
+        )
 
     def collect_fit_samples(self, clip: Path) -> None:
         """Predicted keypoints and true joints of every frame of a training clip, for the keypoint map."""
@@ -540,6 +617,7 @@ def evaluate(
         reconstruction=ReconstructionScore(l1=state.reconstruction.mean, frames=frames, videos=len(plan.clips)),
         keypoints=keypoints,
         flow=flow,
+        local_motion=state.local_motion_score(),
         animation=animation,
         notes=state.notes,
         examples=np.concatenate(rows, axis=0) if rows else None,
@@ -564,6 +642,13 @@ def summary_rows(result: EvaluationResult) -> list[tuple[str, str, str]]:
     if result.flow is not None:
         flow = result.flow
         rows.append(("flow end-point error", f"{flow.epe:.2f} px", f"{flow.pixels} visible subject pixels"))
+    if result.local_motion is not None:
+        motion = result.local_motion
+        rows += [
+            ("local motion error", f"{motion.error:.3f}",
+             f"{motion.samples} keypoints on the subject ({motion.on_subject:.0%} of all)"),
+            ("  identity's error", f"{motion.identity_error:.3f}", "baseline: no local rotation or scaling"),
+        ]
     if result.animation is not None:
         score = result.animation
         rows += [
@@ -597,8 +682,10 @@ def _markdown(result: EvaluationResult, examples_name: str | None) -> str:
         "The keypoint error maps the predicted keypoints of a frame (in pixels) affinely to the true joints "
         "(least squares on train/), then averages the Euclidean distance per joint. The flow end-point error "
         "compares the dense motion's backward flow (driving pixel -> source pixel) with the exact flow from frame "
-        "t to frame 0, on subject pixels visible in both. Animation uses the driving clip in relative mode with "
-        "adapt-scale, as `animate run` does, and compares its uint8 frames with the rendered targets.",
+        "t to frame 0, on subject pixels visible in both. The local motion error compares each keypoint's linear "
+        "motion (J_src J_drv^-1 for first order, the identity for zeroth order) with the true driving -> source "
+        "motion of the part under the driving keypoint (Frobenius norm). Animation uses the driving clip in relative "
+        "mode with adapt-scale, as `animate run` does, and compares its uint8 frames with the rendered targets.",
     ]
     if examples_name is not None:
         recon_rows, pair_rows = result.example_rows

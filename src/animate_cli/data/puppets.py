@@ -593,6 +593,21 @@ def motion_from_truth(gt: Mapping[str, np.ndarray]) -> Motion:
 # -------------------------------------------------------------------------------------------- ground truth
 
 
+def part_motion_maps(affines_from: np.ndarray, affines_to: np.ndarray) -> np.ndarray:
+    """Per label, the exact 2x3 map from a pixel of one frame to the same surface point in another.
+
+    affines_from, affines_to: (P, 2, 3) part-local -> pixel in frame ``t_from`` and frame ``t_to``. Returns
+    (P + 1, 2, 3) indexed by label: row 0 is the background, which stays put; row ``k + 1`` is
+    ``A_from[k] @ inverse(A_to[k])``, taking a pixel of ``t_to`` showing part ``k`` to its pixel in ``t_from``.
+    """
+    bottom = np.array([0.0, 0.0, 1.0])
+    maps = np.zeros((len(affines_to) + 1, 2, 3))
+    maps[0, :, :2] = np.eye(2)
+    for part, (a_from, a_to) in enumerate(zip(affines_from, affines_to), start=1):
+        maps[part] = (np.vstack([a_from, bottom]) @ np.linalg.inv(np.vstack([a_to, bottom])))[:2]
+    return maps
+
+
 def ground_truth_flow(gt: Mapping[str, np.ndarray], t_from: int, t_to: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact backward optical flow from frame ``t_to`` to frame ``t_from``.
 
@@ -614,18 +629,10 @@ def ground_truth_flow(gt: Mapping[str, np.ndarray], t_from: int, t_to: int) -> t
     """
     labels = np.asarray(gt["labels"][t_to])
     affines = np.asarray(gt["affines"])
-    bottom = np.array([0.0, 0.0, 1.0])
-    # per label: the 2x3 map from a pixel of t_to to its pixel in t_from; label 0 (background) stays put
-    maps = np.zeros((NUM_PARTS + 1, 2, 3))
-    maps[0, :, :2] = np.eye(2)
-    for part in range(NUM_PARTS):
-        a_from = np.vstack([affines[t_from, part], bottom])
-        a_to = np.vstack([affines[t_to, part], bottom])
-        maps[part + 1] = (a_from @ np.linalg.inv(a_to))[:2]
     height, width = labels.shape
     x = np.arange(width, dtype=np.float64)[None, :]
     y = np.arange(height, dtype=np.float64)[:, None]
-    m = maps[labels]
+    m = part_motion_maps(affines[t_from], affines[t_to])[labels]
     flow = np.stack(
         [
             m[..., 0, 0] * x + m[..., 0, 1] * y + m[..., 0, 2] - x,
