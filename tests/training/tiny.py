@@ -15,6 +15,7 @@ def config_dict(
     sn: bool = False,
     id_sampling: bool = False,
     keypoint_separation: float = 0,
+    milestones: tuple[int, ...] = (1,),
 ) -> dict:
     """The suite's tiny networks (``tests.conftest.TINY_CONFIG_YAML``) with a training set-up around them."""
     import yaml
@@ -33,7 +34,7 @@ def config_dict(
         },
     )
     data["train_params"] = {
-        "num_epochs": 100, "num_repeats": 2, "epoch_milestones": [1],
+        "num_epochs": 100, "num_repeats": 2, "epoch_milestones": list(milestones),
         "lr_generator": lr, "lr_discriminator": lr, "lr_kp_detector": lr,
         "batch_size": 2, "scales": [1, 0.5], "checkpoint_freq": 1,
         "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},

@@ -14,7 +14,8 @@ the source and minimises, summed:
 
 Adam (β 0.5, 0.999) per network, learning rates ×0.1 at ``epoch_milestones``; an epoch is
 ``num_repeats × clips (or identities) / batch_size`` steps. ``RUN_DIR/checkpoint.safetensors`` holds the
-weights plus optimizer and schedule state (resumed automatically), ``RUN_DIR/model.safetensors`` the weights
+weights plus optimizer state and position (resumed automatically; the learning rates then follow the schedule of
+the config given to the resumed run), ``RUN_DIR/model.safetensors`` the weights
 alone (for ``animate run --checkpoint``), ``RUN_DIR/log.jsonl`` one JSON object per logged step and
 ``RUN_DIR/panels/`` progress pictures. Several processes via ``torchrun`` train one model with
 DistributedDataParallel; ``batch_size`` is then the global batch, split evenly over the processes.
@@ -30,8 +31,9 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -211,12 +213,13 @@ class StepOutput:
     outputs: dict[str, torch.Tensor] | None = None
 
 
-def _scheduler_state_to_json(state: dict[str, Any]) -> dict[str, Any]:
-    return {**state, "milestones": sorted(state["milestones"].items())}
+def scheduled_learning_rate(base: float, milestones: Sequence[int], epoch: int) -> float:
+    """The published MultiStepLR as a function of the epoch (0-based): base · 0.1^(number of milestones <= epoch).
 
-
-def _scheduler_state_from_json(state: dict[str, Any]) -> dict[str, Any]:
-    return {**state, "milestones": Counter({int(epoch): count for epoch, count in state["milestones"]})}
+    A function of the config and the position alone, so a run resumed with other milestones or rates (to train
+    longer, say) follows the schedule it is given rather than the one it was started with.
+    """
+    return base * LR_GAMMA ** bisect_right(sorted(milestones), epoch)
 
 
 class Trainer:
@@ -277,10 +280,8 @@ class Trainer:
             name: torch.optim.Adam(network.parameters(), lr=learning_rates[name], betas=ADAM_BETAS)
             for name, network in self.model.networks().items()
         }
-        self.schedulers = {
-            name: torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train_params.epoch_milestones), gamma=LR_GAMMA)
-            for name, optimizer in self.optimizers.items()
-        }
+        self.base_learning_rates = learning_rates
+        self.epoch_milestones = tuple(train_params.epoch_milestones)
         self.generator_step: nn.Module = self.generator_full
         self.discriminator_step: nn.Module | None = self.discriminator_full
         if context.enabled:
@@ -291,6 +292,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.epoch_samples = 0  # samples (all processes together) already drawn in the current epoch
+        self.apply_schedule()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     @property
@@ -356,10 +358,16 @@ class Trainer:
         return StepOutput(losses=losses, outputs=visuals)
 
     def end_epoch(self) -> None:
-        for scheduler in self.schedulers.values():
-            scheduler.step()
         self.epoch += 1
         self.epoch_samples = 0
+        self.apply_schedule()
+
+    def apply_schedule(self) -> None:
+        """Set every optimizer's learning rate to the config's schedule at the current epoch."""
+        for name, optimizer in self.optimizers.items():
+            rate = scheduled_learning_rate(self.base_learning_rates[name], self.epoch_milestones, self.epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
 
     # ------------------------------------------------------------------------------------- saved state
     def training_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -383,7 +391,6 @@ class Trainer:
             "seed": self.seed,
             "started": self.started,
             "optimizers": optimizers,
-            "schedulers": {name: _scheduler_state_to_json(s.state_dict()) for name, s in self.schedulers.items()},
         }
         return tensors, meta
 
@@ -410,7 +417,6 @@ class Trainer:
             ]
             try:
                 optimizer.load_state_dict({"state": dict(state), "param_groups": groups})
-                self.schedulers[name].load_state_dict(_scheduler_state_from_json(meta["schedulers"][name]))
             except (ValueError, KeyError) as error:
                 raise CheckpointError(f"{what}: its {name} optimizer state does not fit this model: {error}") from None
         self.step = int(meta["step"])
@@ -418,6 +424,7 @@ class Trainer:
         self.epoch_samples = int(meta["epoch_samples"])
         self.seed = int(meta["seed"])
         self.started = str(meta["started"])
+        self.apply_schedule()
 
     def save(self, out_dir: Path, provenance: dict[str, Any], snapshot: bool = False) -> tuple[Path, Path]:
         """``checkpoint.safetensors`` (weights + training state) and ``model.safetensors`` (kp detector and
