@@ -23,10 +23,14 @@ from animate_cli.checkpoint import TRAINING_STATE_PREFIX, load_checkpoint, read_
 def metrics_from_evaluation(evaluation: dict) -> dict[str, float]:
     """The figures `animate checkpoints list` shows, flattened from the evaluation JSON."""
     animation = evaluation.get("animation", {})
+    local_motion = evaluation.get("local_motion", {})
     return {
         "reconstruction_l1": evaluation["reconstruction"]["l1"],
         "keypoint_error_px": evaluation.get("keypoints", {}).get("error_px"),
         "flow_epe_px": evaluation.get("flow", {}).get("epe"),
+        "local_motion_error": local_motion.get("error"),
+        "local_motion_identity_error": local_motion.get("identity_error"),
+        "keypoints_on_subject": local_motion.get("on_subject"),
         "animation_l1": animation.get("l1"),
         "animation_subject_l1": animation.get("subject_l1"),
         "animation_background_l1": animation.get("background_l1"),
