@@ -27,10 +27,17 @@ def test_shipped_checkpoint_loads_with_complete_metadata(name):
     assert provenance["steps"] > 0
     metrics = (
         "reconstruction_l1", "keypoint_error_px", "flow_epe_px", "animation_l1", "still_source_l1",
-        "animation_subject_l1", "animation_background_l1",
+        "animation_subject_l1", "animation_background_l1", "local_motion_error", "local_motion_identity_error",
+        "keypoints_on_subject",
     )
     for key in metrics:
         assert isinstance(provenance["metrics"][key], float), key
+
+
+def test_the_default_model_halves_the_still_source_error_on_held_out_puppets():
+    """The default-model target, as recorded by `animate evaluate` when the file was published."""
+    metrics = load_checkpoint(resolve_checkpoint("first")).provenance["metrics"]
+    assert metrics["animation_l1"] <= metrics["still_source_l1"] / 2
 
 
 def test_both_orders_share_everything_but_the_jacobian():
