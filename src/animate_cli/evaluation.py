@@ -478,8 +478,9 @@ class _Evaluation:
                     valid = flow_visibility(truth, true_flow, 0, t)
                     if valid.any():
                         self.flow.add(end_point_error(flow, true_flow, valid), int(valid.sum()))
-                self.add_local_motion(truth, source.kp, kp, start)
-                self.test_samples[0].append(self.keypoint_pixels(kp))
+                pixels = self.keypoint_pixels(kp)
+                self.add_local_motion(truth, source.kp, kp, pixels, start)
+                self.test_samples[0].append(pixels)
                 self.test_samples[1].append(truth["joints"][rows].reshape(len(batch), -1))
             start += len(batch)
             self.advance(len(batch))
@@ -489,9 +490,12 @@ class _Evaluation:
         return start
 
     def add_local_motion(self, truth: dict[str, np.ndarray], kp_source: Keypoints, kp_driving: Keypoints,
-                         start: int) -> None:
-        """Local-motion samples of driving frames ``start`` .. ``start + B`` of a clip whose frame 0 is the source."""
-        points = self.keypoint_pixels(kp_driving).reshape(kp_driving.batch_size, kp_driving.num_kp, 2)
+                         pixels: np.ndarray, start: int) -> None:
+        """Local-motion samples of driving frames ``start`` .. ``start + B`` of a clip whose frame 0 is the source.
+
+        pixels: (B, 2K) the driving keypoints as :meth:`keypoint_pixels` gives them.
+        """
+        points = pixels.reshape(kp_driving.batch_size, kp_driving.num_kp, 2)
         if kp_driving.jacobian is not None and kp_source.jacobian is not None:
             # the linear part of the first-order motion T_k (seed eq. 4.1); the grid's scale cancels out of it
             jacobians = kp_source.jacobian.float() @ torch.inverse(kp_driving.jacobian.float())
@@ -510,7 +514,8 @@ class _Evaluation:
                 self.local_motion["identity_error"].add(float(matrix_errors(identity, true_maps).mean()), count)
 
     def local_motion_score(self) -> LocalMotionScore | None:
-        error, identity_error, on_subject = self.local_motion.values()
+        motion = self.local_motion
+        error, identity_error, on_subject = motion["error"], motion["identity_error"], motion["on_subject"]
         if not on_subject.weight:
             return None
         if not error.weight:
