@@ -16,8 +16,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 32 --precision fp32 \
   --memory --memory-model vox-256
-python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 64 --precision bf16
-# compiled (the model-only target): the best batch size of these two
+# most telling first, so a run cut short still answers the targets: compiled bf16 (the model-only target) next
 python3 -m bench --device cuda --models vox-256 --frames 512 --batch-size 64 --precision bf16 --compile
-python3 -m bench --device cuda --models vox-256 --frames 512 --batch-size 128 --precision bf16 --compile
 python3 -m bench --device cuda --models default --frames 256 --batch-size 64 --precision bf16
+python3 -m bench --device cuda --models vox-256 --frames 256 --batch-size 64 --precision bf16
+python3 -m bench --device cuda --models vox-256 --frames 512 --batch-size 128 --precision bf16 --compile

@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any
 
 import av
-import imageio_ffmpeg
 import numpy as np
 
 from animate_cli.errors import MediaError
@@ -295,6 +294,8 @@ class FfmpegReader(VideoReader):
     def _start(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Start ffmpeg on ``path`` (stopping any earlier run) and return the metadata it reports."""
         self._stop()
+        import imageio_ffmpeg  # the fallback alone needs it: PyAV reads most files without ffmpeg's binary
+
         process = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         try:
             meta = next(process)
