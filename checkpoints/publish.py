@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the training command line")
     parser.add_argument("--data-seed", type=int, required=True)
     parser.add_argument("--evaluation-data", default="held-out puppets, another seed (see checkpoints/README.md)")
+    parser.add_argument("--machine", help="where it was trained (default: this machine, which publishes it)")
     args = parser.parse_args()
 
     model = load_checkpoint(args.model)
@@ -56,7 +57,7 @@ def main() -> None:
     provenance.update(
         command=args.command,
         data_seed=args.data_seed,
-        machine=f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        machine=args.machine or f"{platform.machine()}, {platform.processor() or 'cpu'}",
         metrics=metrics_from_evaluation(evaluation),
         evaluation_data=args.evaluation_data,
     )

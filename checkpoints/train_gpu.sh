@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU phase of the shipped pair, in a fixed wall-clock budget (checkpoints/README.md, "The GPU phase"):
-#   1. both orders resume from the shipped 5,700-step files, side by side on one GPU, at batch 32 and the full
-#      learning rates (puppets-128-{first,zeroth}-gpu.yaml) until SECONDS have passed;
+#   1. both orders resume from their 5,700-step CPU runs (runs/puppets-128-{first,zeroth}/checkpoint.safetensors,
+#      phases 1 and 2 of checkpoints/README.md), side by side on one GPU, at batch 32 and the full learning rates
+#      (puppets-128-{first,zeroth}-gpu.yaml) until SECONDS have passed;
 #   2. the order that made fewer steps catches up to the other's step, so both have had the same budget;
 #   3. both make POLISH_STEPS more steps at x0.1 (puppets-128-{first,zeroth}-gpu-polish.yaml).
 # The clock decides only how many steps phase 1 makes; the run prints them, and OUT_DIR/{first,zeroth}/ hold the
@@ -29,14 +30,21 @@ train() {  # ORDER CONFIG_SUFFIX MAX_STEPS SECONDS; a run stopped by the clock s
   [ "$status" -eq 0 ] || [ "$status" -eq 124 ]
 }
 
-step() {  # ORDER -> the step its checkpoint holds
+step_of() {  # CHECKPOINT_FILE -> the step it holds
   python3 -c "import json, sys; from safetensors import safe_open
-print(json.loads(safe_open(sys.argv[1], 'pt').metadata()['training_state'])['step'])" "$out/$1/checkpoint.safetensors"
+print(json.loads(safe_open(sys.argv[1], 'pt').metadata()['training_state'])['step'])" "$1"
 }
+step() { step_of "$out/$1/checkpoint.safetensors"; }  # ORDER -> the step of its run in OUT_DIR
 
 for order in first zeroth; do
+  start_file=runs/puppets-128-$order/checkpoint.safetensors
+  if [ ! -f "$start_file" ] || [ "$(step_of "$start_file")" -ne 5700 ]; then
+    echo "$start_file is missing or not at step 5,700: run phases 1 and 2 (checkpoints/README.md), or take the" \
+      "file shipped before the GPU phase: git show bd66356:checkpoints/$order-order.safetensors > $start_file" >&2
+    exit 2
+  fi
   mkdir -p "$out/$order"
-  [ -f "$out/$order/checkpoint.safetensors" ] || cp "checkpoints/$order-order.safetensors" "$out/$order/checkpoint.safetensors"
+  [ -f "$out/$order/checkpoint.safetensors" ] || cp "$start_file" "$out/$order/checkpoint.safetensors"
 done
 start=$(step first)
 begin=$SECONDS
