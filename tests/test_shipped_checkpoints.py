@@ -94,3 +94,21 @@ def test_keypoints_move_with_the_driver():
     values = animator.keypoints(frames).value.numpy()  # (T, K, 2) on [-1, 1]
     travel = np.abs(values - values[0]).max(axis=0).mean()  # how far each keypoint gets from its start
     assert travel > 0.02  # more than a pixel of a 128-pixel frame, on average over keypoints
+
+
+def test_training_configs_pair_up_and_keep_the_shipped_architecture():
+    """Every phase of checkpoints/README.md's recipe: the two orders' configs differ only in the jacobian, and all
+    phases build the network the shipped files hold."""
+    from animate_cli.config import load_config
+
+    config_dir = REPO / "checkpoints" / "configs"
+    phases = sorted(path.name.removeprefix("puppets-128-first") for path in config_dir.glob("puppets-128-first*.yaml"))
+    assert phases == ["-continue.yaml", "-gpu-polish.yaml", "-gpu.yaml", ".yaml"]
+    shipped = load_checkpoint(resolve_checkpoint("first")).config.to_dict()["model_params"]
+    for phase in phases:
+        first = load_config(config_dir / f"puppets-128-first{phase}").to_dict()
+        zeroth = load_config(config_dir / f"puppets-128-zeroth{phase}").to_dict()
+        assert first["model_params"]["common_params"]["estimate_jacobian"] is True
+        zeroth["model_params"]["common_params"]["estimate_jacobian"] = True
+        assert zeroth == first, phase
+        assert first["model_params"] == shipped, phase
