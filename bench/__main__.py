@@ -62,7 +62,8 @@ def compare(spec: str, frames: int, args: argparse.Namespace, folder: Path) -> l
         options += ["--threads", str(args.threads)]
     reference = run_worker("reference", spec, str(clip), *options)
     pipeline = run_worker("pipeline", spec, str(clip), *options, *(["--compile"] if args.compile else []))
-    return [reference, pipeline]
+    stages = run_worker("stages", spec, str(clip), *options)
+    return [reference, pipeline, stages]
 
 
 def memory(spec: str, args: argparse.Namespace, folder: Path) -> list[dict]:
@@ -112,7 +113,7 @@ def startup(folder: Path) -> dict[str, float]:
     return result
 
 
-def print_comparison(model: str, reference: dict, pipeline: dict) -> None:
+def print_comparison(model: str, reference: dict, pipeline: dict, stages: dict) -> None:
     def ratio(key: str) -> str:
         return f"{pipeline[key] / reference[key]:.2f}x"
 
@@ -123,7 +124,8 @@ def print_comparison(model: str, reference: dict, pipeline: dict) -> None:
           f"{ratio('fps_end_to_end')} |")
     print(f"| frames/s end to end, second run | {reference['fps_end_to_end_warm']:.2f} | "
           f"{pipeline['fps_end_to_end_warm']:.2f} | {ratio('fps_end_to_end_warm')} |")
-    print(f"| frames/s model only | {reference['fps_model']:.2f} | {pipeline['fps_model']:.2f} | {ratio('fps_model')} |")
+    print(f"| frames/s model only | {reference['fps_model']:.2f} | {pipeline['fps_model']:.2f} | "
+          f"{ratio('fps_model')} |")
     print(f"| peak RSS (MB) | {reference['peak_rss_mb']:.0f} | {pipeline['peak_rss_mb']:.0f} | "
           f"{pipeline['peak_rss_mb'] / reference['peak_rss_mb']:.2f}x |")
     if "peak_gpu_mb" in pipeline:
@@ -131,6 +133,8 @@ def print_comparison(model: str, reference: dict, pipeline: dict) -> None:
     compiled = ", torch.compile (its compilation counts in end to end)" if pipeline.get("compiled") else ""
     print(f"| settings | batch 1, fp32 | batch {pipeline['batch_size']}, {pipeline['precision']}, "
           f"{pipeline['threads']} threads{compiled} | |")
+    print(f"\nThe pipeline's stages alone, without the networks: decoding and fitting {stages['fps_decode']:.0f} "
+          f"frames/s, encoding with the audio {stages['fps_encode']:.0f} frames/s.")
 
 
 def main() -> None:
@@ -163,9 +167,9 @@ def main() -> None:
             if spec is None:
                 print(f"\n### {name}: not installed, skipped")
                 continue
-            reference, pipeline = compare(spec, args.frames, args, folder)
-            print_comparison(name, reference, pipeline)
-            everything[name] = {"reference": reference, "pipeline": pipeline}
+            reference, pipeline, stages = compare(spec, args.frames, args, folder)
+            print_comparison(name, reference, pipeline, stages)
+            everything[name] = {"reference": reference, "pipeline": pipeline, "stages": stages}
         if args.memory:
             spec = resolve_model(args.memory_model) or "vox-256"
             short, long = memory(spec, args, folder)

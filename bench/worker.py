@@ -1,7 +1,8 @@
 """One benchmark measurement in its own process, so its peak memory is its own. Prints one JSON line.
 
 python -m bench.worker MODE MODEL CLIP [--batch-size N] [--precision P] [--device D] [--compile]
-MODE: reference | pipeline.  MODEL: a preset name (random weights, seed 0) or a checkpoint file.
+MODE: reference | pipeline | stages (the pipeline's decoding and encoding alone, without the networks).
+MODEL: a preset name (random weights, seed 0) or a checkpoint file.
 """
 
 from __future__ import annotations
@@ -104,9 +105,30 @@ def measure_pipeline(
             "peak_rss_mb_run": rss_after_run, "precision": animator.precision, "compiled": compile}
 
 
+def measure_stages(model, clip: Path, out_dir: Path) -> dict:
+    """The stages around the networks, each alone: decoding with fitting to the model's size, then H.264 encoding
+    with the clip's audio muxed, as `animate run` writes. They bound its end-to-end rate however fast the networks
+    are. The decoded frames are held in memory in between (bench clips are short)."""
+    from animate_cli.media.resize import fit_image
+    from animate_cli.media.video import open_video
+    from animate_cli.media.writer import VideoWriter
+
+    started = time.perf_counter()
+    with open_video(clip) as reader:
+        fps = reader.info.fps
+        frames = [(frame.time, fit_image(frame.image, model.image_size, "crop")) for frame in reader]
+    decoding = time.perf_counter() - started
+    started = time.perf_counter()
+    with VideoWriter(out_dir / "stages.mp4", fps=fps, audio_source=clip, overwrite=True) as writer:
+        for frame_time, image in frames:
+            writer.write(image, time=frame_time)
+    encoding = time.perf_counter() - started
+    return {"frames": len(frames), "fps_decode": len(frames) / decoding, "fps_encode": len(frames) / encoding}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["reference", "pipeline"])
+    parser.add_argument("mode", choices=["reference", "pipeline", "stages"])
     parser.add_argument("model")
     parser.add_argument("clip", type=Path)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -121,6 +143,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.mode == "reference":
             result = measure_reference(model, args.clip, Path(tmp), args.device)
+        elif args.mode == "stages":
+            result = measure_stages(model, args.clip, Path(tmp))
         else:
             result = measure_pipeline(model, args.clip, Path(tmp), args.batch_size, args.precision, args.device,
                                       args.compile)
