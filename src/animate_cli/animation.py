@@ -309,8 +309,10 @@ def _animate_pass(
                 image = fitted(frame.image)
                 yield (frame.time, image), image
 
-        # decoding and fitting run a few frames ahead in their own thread, encoding in another
-        decoded = prefetch(fitted_frames())
+        # decoding and fitting run ahead in their own thread, encoding in another; each queue holds two batches, so
+        # a whole batch is decoded, and the last one's frames are encoded, while the model computes the next
+        depth = max(16, 2 * request.batch_size)
+        decoded = prefetch(fitted_frames(), depth=depth)
         # on an error or Ctrl-C, stop the decoding thread before the stack closes the reader it decodes from
         # (closing a container under a running decoder crashes PyAV)
         stack.callback(decoded.close)
@@ -320,7 +322,7 @@ def _animate_pass(
             for writer, source, result in zip(writers, sources, results):
                 writer.write(source.frame(result, driving_image, request), time=frame_time)
 
-        encoder = BackgroundWriter(write)
+        encoder = BackgroundWriter(write, depth=depth)
         try:
             for item in animator.animate(prepared, decoded, reference, request.motion, request.batch_size):
                 encoder.put(item)
