@@ -56,10 +56,10 @@ def main() -> None:
 
     pipeline.Animator.animate = waiting_animate(args.model_ms / 1000)
     queues_as_shipped = animation.prefetch, animation.BackgroundWriter
-    depth = args.baseline_depth
-    queues_fixed = (
-        lambda items, depth=None: pipeline.prefetch(items, depth=args.baseline_depth),
-        lambda write, depth=None: pipeline.BackgroundWriter(write, depth=args.baseline_depth),
+    baseline = args.baseline_depth
+    queues_fixed = (  # the baseline's depth, whatever depth animate_cli asks for
+        lambda items, depth=None: pipeline.prefetch(items, depth=baseline),
+        lambda write, depth=None: pipeline.BackgroundWriter(write, depth=baseline),
     )
     # the smallest model of the published layout: only its image size matters, the wait stands in for its time
     config = config_from_yaml(
@@ -81,7 +81,7 @@ def main() -> None:
         request = RunRequest(sources=[source], driving=clip, outputs=[str(folder / "out.mp4")],
                              batch_size=args.batch_size, overwrite=True)
         run_animation(request, animator, checkpoint=None)  # warm-up: the first run in a process pays set-up costs
-        rates: dict[str, list[float]] = {"as shipped": [], f"queues of {depth} frames": []}
+        rates: dict[str, list[float]] = {"as shipped": [], f"queues of {baseline} frames": []}
         for _ in range(args.repeats):
             for name, (prefetch, writer) in zip(rates, (queues_as_shipped, queues_fixed)):
                 animation.prefetch, animation.BackgroundWriter = prefetch, writer
