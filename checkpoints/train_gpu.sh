@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU phase of the shipped pair, in a fixed wall-clock budget (checkpoints/README.md, "The GPU phase"):
+# Phase 3 of the shipped pair on one GPU instead of the CPU, in a fixed wall-clock budget (checkpoints/README.md,
+# "Phase 3 on a GPU"; the previous, ten-keypoint pair was trained this way on an H200):
 #   1. both orders resume from their 5,700-step CPU runs (runs/puppets-128-{first,zeroth}/checkpoint.safetensors,
 #      phases 1 and 2 of checkpoints/README.md), side by side on one GPU, at batch 32 and the full learning rates
 #      (puppets-128-{first,zeroth}-gpu.yaml) until SECONDS have passed;
@@ -39,8 +40,7 @@ step() { step_of "$out/$1/checkpoint.safetensors"; }  # ORDER -> the step of its
 for order in first zeroth; do
   start_file=runs/puppets-128-$order/checkpoint.safetensors
   if [ ! -f "$start_file" ] || [ "$(step_of "$start_file")" -ne 5700 ]; then
-    echo "$start_file is missing or not at step 5,700: run phases 1 and 2 (checkpoints/README.md), or take the" \
-      "file shipped before the GPU phase: git show bd66356:checkpoints/$order-order.safetensors > $start_file" >&2
+    echo "$start_file is missing or not at step 5,700: run phases 1 and 2 (checkpoints/README.md)" >&2
     exit 2
   fi
   mkdir -p "$out/$order"
